@@ -1,0 +1,240 @@
+"""Task identity: read task labels from ``tasks=`` or a ``task_column``, encode and split them.
+
+One place owns these rules (DESIGN.md section 3, "Task identity") so that every estimator,
+MTIFInfluence and the brute-force functions in ``retrain`` agree on them.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "check_task_labels",
+    "encode_tasks",
+    "split_task_column",
+    "train_validation_split_by_task",
+]
+
+
+def _n_rows(X):
+    if hasattr(X, "shape"):
+        return X.shape[0]
+    return len(X)
+
+
+def split_task_column(X, task_column):
+    """Separate the task-label column from the feature columns of ``X``.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n_samples, n_columns)
+        Input holding one column of task labels.
+    task_column : str or int
+        Column name (DataFrame) or integer position (any array-like).
+
+    Returns
+    -------
+    X_features : ndarray or DataFrame of shape (n_samples, n_columns - 1)
+        ``X`` without the task column (a new object; ``X`` is not modified).
+    labels : ndarray of shape (n_samples,)
+        The task label of every row.
+    """
+    if hasattr(X, "columns"):  # pandas-like DataFrame
+        columns = list(X.columns)
+        if isinstance(task_column, numbers.Integral) and task_column not in columns:
+            if not -len(columns) <= task_column < len(columns):
+                raise ValueError(
+                    f"task_column={task_column} is out of range for X with {len(columns)} "
+                    "columns."
+                )
+            task_column = columns[task_column]
+        if task_column not in columns:
+            raise ValueError(
+                f"task_column={task_column!r} is not a column of X; columns are {columns[:10]}"
+                f"{' ...' if len(columns) > 10 else ''}. Pass the name of the column that "
+                "holds the task labels."
+            )
+        labels = np.asarray(X[task_column].to_numpy())
+        return X.drop(columns=[task_column]), labels
+    if not isinstance(task_column, numbers.Integral):
+        raise ValueError(
+            f"task_column={task_column!r} is a name but X has no column names (it is a "
+            f"{type(X).__name__}). Pass a pandas DataFrame or an integer column position."
+        )
+    if hasattr(X, "tocsr"):
+        raise ValueError("task_column does not support sparse X; pass tasks= instead.")
+    X_array = np.asarray(X)
+    if X_array.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional to hold a task column; got shape "
+                         f"{X_array.shape}.")
+    n_columns = X_array.shape[1]
+    if not -n_columns <= task_column < n_columns:
+        raise ValueError(f"task_column={task_column} is out of range for X with {n_columns} "
+                         "columns.")
+    labels = X_array[:, task_column]
+    features = np.delete(X_array, task_column % n_columns, axis=1)
+    if features.dtype == object:
+        try:
+            features = features.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                "The feature columns of X (all but task_column) must be numeric; "
+                f"could not convert them: {exc}"
+            ) from exc
+    return features, labels
+
+
+def check_task_labels(labels, n_samples, *, name="tasks"):
+    """Validate task labels: one hashable, non-missing label per row.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples,)
+        Task label of every row (ints or strings).
+    n_samples : int
+        Number of rows the labels must match.
+    name : str, default="tasks"
+        How the labels are called in error messages.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,)
+        The labels as a 1-d NumPy array (a copy when a conversion was needed).
+    """
+    if hasattr(labels, "to_numpy"):
+        labels = labels.to_numpy()
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        labels = labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional (one label per row); got shape "
+                         f"{labels.shape}.")
+    if labels.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} has {labels.shape[0]} labels but X has {n_samples} rows; pass exactly "
+            "one task label per row."
+        )
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)):
+            raise ValueError(f"{name} contains NaN or infinite labels; every row needs a task.")
+        if np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+    elif labels.dtype == object:
+        missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, float) and
+                                                                    np.isnan(v))]
+        if missing:
+            raise ValueError(f"{name} has missing labels (None/NaN) at rows {missing[:5]}; "
+                             "every row needs a task.")
+    return labels
+
+
+def unique_tasks(labels):
+    """Sorted unique task labels, with a clear error for unsortable mixtures."""
+    try:
+        return np.unique(labels)
+    except TypeError as exc:
+        raise ValueError(
+            "Task labels must be mutually comparable (all ints or all strings); got a mix: "
+            f"{sorted({type(v).__name__ for v in labels})}."
+        ) from exc
+
+
+def encode_tasks(labels, tasks_, *, unknown="error"):
+    """Map task labels to their integer position in the sorted ``tasks_``.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n_samples,)
+        Task labels to encode.
+    tasks_ : ndarray of shape (n_tasks,)
+        Known task labels, sorted.
+    unknown : {"error", "shared"}, default="error"
+        What to do with a label not in ``tasks_``: raise, or encode it as -1 (the shared model).
+
+    Returns
+    -------
+    codes : ndarray of shape (n_samples,), dtype int64
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        if labels.dtype != tasks_.dtype and (labels.dtype.kind in "OUS") != (
+            tasks_.dtype.kind in "OUS"
+        ):
+            raise TypeError
+        codes = np.searchsorted(tasks_, labels)
+    except TypeError:
+        codes = np.full(labels.shape[0], len(tasks_), dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
+    clipped = np.minimum(codes, len(tasks_) - 1)
+    known = (codes < len(tasks_)) & (tasks_[clipped] == labels)
+    if not np.all(known):
+        if unknown == "error":
+            unseen = list(dict.fromkeys(labels[~known].tolist()))
+            raise ValueError(
+                f"Unknown task label(s) {unseen[:5]}: the model was fitted on tasks "
+                f"{tasks_.tolist()[:10]}{' ...' if len(tasks_) > 10 else ''}. Use a known task, "
+                "or set unknown_task='shared' to predict unseen tasks with the shared model."
+            )
+        codes = np.where(known, clipped, -1)
+    return codes
+
+
+def train_validation_split_by_task(codes, n_tasks, validation_fraction, random_state=None,
+                                   task_names=None):
+    """Hold out ``validation_fraction`` of every task's rows (stratified by task).
+
+    Every task keeps at least one training and one validation row.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_samples,)
+        Integer task code of every row.
+    n_tasks : int
+        Number of tasks.
+    validation_fraction : float in (0, 1)
+        Fraction of each task's rows that goes to validation (rounded, at least 1).
+    random_state : int, RandomState instance or None
+        Seed of the shuffle.
+    task_names : sequence, optional
+        Task labels, for error messages.
+
+    Returns
+    -------
+    train_indices, val_indices : ndarrays of int
+        Sorted row indices.
+    """
+    rng = check_random_state(random_state)
+    train, val = [], []
+    for k in range(n_tasks):
+        rows = np.flatnonzero(codes == k)
+        if rows.size < 2:
+            name = task_names[k] if task_names is not None else k
+            raise ValueError(
+                f"Task {name!r} has {rows.size} row(s); a validation split needs at least 2 "
+                "rows per task (one to train, one to validate). Drop the task, or pass X_val."
+            )
+        n_val = int(np.clip(round(validation_fraction * rows.size), 1, rows.size - 1))
+        rows = rng.permutation(rows)
+        val.append(rows[:n_val])
+        train.append(rows[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def resolve_tasks(X, tasks, task_column):
+    """Return ``(X_features, labels)`` from either task source; labels is None when absent.
+
+    Raises when both ``tasks`` and ``task_column`` are given.
+    """
+    if task_column is not None:
+        if tasks is not None:
+            raise ValueError(
+                "Both tasks= and task_column are set; pass the task labels one way only."
+            )
+        X_features, labels = split_task_column(X, task_column)
+        return X_features, check_task_labels(labels, _n_rows(X), name="task_column")
+    if tasks is None:
+        return X, None
+    return X, check_task_labels(tasks, _n_rows(X))

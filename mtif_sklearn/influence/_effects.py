@@ -1,0 +1,89 @@
+"""Influence algebra on a factored arrow Hessian (Propositions 1-2, Lemmas A.3-A.6).
+
+Sign convention (DESIGN.md section 2): an effect is the first-order estimate of
+``V_k(without the term) - V_k(with everything)``. Removing a term whose gradient at the optimum is
+g moves the parameters by ``H^-1 g`` (the Newton step of the objective without it, Lemma A.3), so
+the effect on task k is ``v_k^T H^-1 g`` with v_k the gradient of task k's validation loss.
+
+With the arrow inverse (Lemma A.6), for a term of task l with task part g^t and shared part g^s,
+
+    effect_k = [k == l] z_k . g^t + x_k . (g^s - W_l^T g^t),
+
+where z_k = H_kk^-1 v_k^t, W_l = H_ll^-1 H_l,K+1 and x_k = N^-1 (v_k^s - H_K+1,k z_k) is the
+shared part of H^-1 v_k. The second term is the between-task (shared) path of Proposition 1.
+"""
+
+from ._arrow import solve_schur, solve_task_blocks
+
+__all__ = ["perturbation_effects", "target_solves"]
+
+
+def target_solves(factor, val_task, val_shared):
+    """H^-1 v_k for the validation-loss gradient of every task k.
+
+    Parameters
+    ----------
+    factor : ArrowFactor
+    val_task : array of shape (K, q)
+        Task part of the gradient of V_k (only block k is non-zero, so one row per task).
+    val_shared : array of shape (K, p)
+        Shared part of the gradient of V_k.
+
+    Returns
+    -------
+    z : array of shape (K, q)
+        H_kk^-1 v_k^t.
+    x_shared : array of shape (p, K)
+        Shared part of H^-1 v_k, one column per task.
+    """
+    xp = factor.xp
+    z = solve_task_blocks(factor, val_task)
+    pushed = xp.matmul(xp.matrix_transpose(factor.coupling), z[..., None])[..., 0]
+    x_shared = solve_schur(factor, xp.matrix_transpose(val_shared - pushed))
+    return z, x_shared
+
+
+def reduced_gradients(factor, codes, grad_task, grad_shared):
+    """g^s - W_l^T g^t for every row (its gradient pushed onto the shared block)."""
+    xp = factor.xp
+    solved = factor.coupling_solved[codes]  # (m, q, p)
+    reduced = -xp.matmul(grad_task[:, None, :], solved)[:, 0, :]
+    if grad_shared is not None:
+        reduced = reduced + grad_shared
+    return reduced
+
+
+def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
+                         return_reduced=False):
+    """Effects on every task's validation loss of removing terms with the given gradients.
+
+    Parameters
+    ----------
+    factor : ArrowFactor
+    z, x_shared : arrays
+        From :func:`target_solves`.
+    codes : array of int, shape (m,)
+        Task of each term.
+    grad_task : array of shape (m, q)
+        Task part of each term's gradient (already weighted as in the objective).
+    grad_shared : array of shape (m, p) or None
+        Shared part (None: zero).
+    return_reduced : bool, default=False
+        Also return the reduced gradients (m, p).
+
+    Returns
+    -------
+    effects : array of shape (m, K)
+    """
+    xp = factor.xp
+    reduced = reduced_gradients(factor, codes, grad_task, grad_shared)
+    effects = xp.matmul(reduced, x_shared)
+    within = xp.sum(grad_task * z[codes], axis=1)
+    n_tasks = z.shape[0]
+    task_ids = xp.arange(n_tasks, dtype=codes.dtype)
+    onehot = xp.astype(task_ids[None, :] == codes[:, None], effects.dtype)
+    effects = effects + onehot * within[:, None]
+    if return_reduced:
+        return effects, reduced
+    return effects
+

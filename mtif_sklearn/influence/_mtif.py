@@ -1,0 +1,400 @@
+"""MTIFInfluence: data- and task-level multitask influence of a fitted multitask model."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._set_output import _get_output_config
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted
+
+from .._tasks import encode_tasks, resolve_tasks, train_validation_split_by_task, unique_tasks
+from ..backend import get_backend, is_numpy_namespace, to_numpy
+from ._arrow import factor_arrow, solve_schur
+from ._effects import perturbation_effects, reduced_gradients, target_solves
+
+__all__ = ["MTIFInfluence"]
+
+# Rows per chunk when batch_size is None: keeps the (rows, q, p) gather near 2**24 numbers.
+_CHUNK_NUMBERS = 2**24
+
+
+def _fitted_model(estimator):
+    return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+
+
+def _take(X, rows):
+    return None if X is None else _safe_indexing(X, rows)
+
+
+class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Multitask influence of every training row and task on every task's validation loss.
+
+    Implements the MultiTask Influence Function (MTIF): the first-order effect of removing a
+    training row (data level, paper eq. 5, Proposition 1) or a whole task with its regulariser
+    (task level, eq. 11-13, Proposition 2) on the mean validation loss ``V_k`` of each task k. The
+    arrow-shaped Hessian is inverted exactly through its task blocks and Schur complement
+    (Lemma A.6), never densely.
+
+    Sign convention: an effect estimates ``V_k(without) - V_k(with everything)``. Positive: the
+    row or task HELPS task k (removing it would raise k's loss). Negative: it HURTS task k
+    (negative transfer). The most negative rows are the ones to drop.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A multitask model exposing the objective protocol (:class:`MultitaskRidge`,
+        :class:`MultitaskLogistic`). Unfitted: cloned and fitted on the training rows. Already
+        fitted: wrap it in :class:`sklearn.frozen.FrozenEstimator`.
+    validation_fraction : float, default=0.2
+        When ``X_val`` is not given, this fraction of every task's rows (stratified by task) is
+        held out for validation and the model is fitted on the rest.
+    damping : float, default=0.0
+        Added to the diagonal of every Hessian block. Needed only when a block is not positive
+        definite (the error says how much).
+    backend : {"auto", "numpy", "cupy"}, default="auto"
+        Where the linear algebra runs. "auto" follows the inputs (CuPy arrays -> CuPy, and the
+        results come back as CuPy); "cupy" computes on the GPU and returns NumPy.
+    batch_size : int, default=None
+        Rows per chunk when computing data-level effects (bounded memory). None picks a chunk
+        of about 2**24 numbers.
+    n_jobs : int, default=None
+        Parallel chunks through joblib (threads; NumPy backend only).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the validation split.
+    verbose : int, default=0
+        Progress messages when > 0.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted model whose influence is measured.
+    tasks_ : ndarray of shape (n_tasks,)
+        Task labels; the column order of every output.
+    influence_ : ndarray of shape (n_train, n_tasks)
+        ``influence_[i, k]``: effect on task k's validation loss of removing training row i.
+    task_influence_ : ndarray of shape (n_tasks, n_tasks)
+        ``task_influence_[l, k]``: effect on task k of removing task l (its rows and its
+        regulariser). The diagonal ``[l, l]`` is the effect on task l of removing it from the
+        shared parameters, its own head refitted to them (the limit of eq. 11 as sigma_l -> 0);
+        exclude it when ranking task relatedness.
+    train_indices_ : ndarray of int
+        Rows of ``X`` the model was trained on (all rows when ``X_val`` was given).
+    val_indices_ : ndarray of int or None
+        Rows of ``X`` held out for validation (None when ``X_val`` was given).
+    validation_loss_ : ndarray of shape (n_tasks,)
+        V_k at the fitted model (NaN for tasks without validation rows).
+    schur_condition_ : float
+        Condition number of the Schur complement of the shared block; large values (a warning is
+        raised above 1e12) mean the shared parameters are barely determined.
+
+    See Also
+    --------
+    mtif_sklearn.retrain.loo_effects : The same data-level numbers by refitting.
+    mtif_sklearn.retrain.loto_effects : The same task-level numbers by refitting.
+
+    Examples
+    --------
+    >>> from mtif_sklearn import MTIFInfluence, MultitaskRidge
+    >>> from mtif_sklearn.datasets import make_multitask_regression
+    >>> X, y, tasks = make_multitask_regression(n_tasks=4, n_samples_per_task=50, n_features=5,
+    ...                                         random_state=0)
+    >>> inf = MTIFInfluence(MultitaskRidge(alpha=0.1), random_state=0)
+    >>> effects = inf.fit_transform(X, y, tasks=tasks)
+    >>> effects.shape, inf.task_influence_.shape
+    ((160, 4), (4, 4))
+    """
+
+    __metadata_request__fit = {"tasks": True}
+    __metadata_request__transform = {"tasks": True}
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "_mtif_objective"])],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "damping": [Interval(Real, 0, None, closed="left")],
+        "backend": [StrOptions({"auto", "numpy", "cupy"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, estimator, *, validation_fraction=0.2, damping=0.0, backend="auto",
+                 batch_size=None, n_jobs=None, random_state=None, verbose=0):
+        self.estimator = estimator
+        self.validation_fraction = validation_fraction
+        self.damping = damping
+        self.backend = backend
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, X, y, tasks=None, sample_weight=None, X_val=None, y_val=None, tasks_val=None):
+        """Fit (or take) the model and compute data- and task-level influence.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (with the task column when the model uses ``task_column``).
+        y : array-like of shape (n_samples,)
+            Targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of every row (unless the model has a ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights of the training objective.
+        X_val, y_val, tasks_val : array-like, default=None
+            Validation rows defining V_k. Without them a stratified ``validation_fraction`` of
+            (X, y) is held out.
+
+        Returns
+        -------
+        self : MTIFInfluence
+            The fitted transformer.
+        """
+        self._validate_params()
+        self._xp = get_backend(self.backend, X)
+        self._return_xp = self.backend == "auto" and not is_numpy_namespace(self._xp)
+        X, y, X_val, y_val = (None if a is None else to_numpy(a) if not hasattr(a, "iloc")
+                              else a for a in (X, y, X_val, y_val))
+        model = _fitted_model(self.estimator)
+        task_column = model.get_params().get("task_column") if hasattr(model, "get_params") \
+            else None
+        if X_val is None:
+            if y_val is not None or tasks_val is not None:
+                raise ValueError("y_val/tasks_val were given without X_val.")
+            _, labels = resolve_tasks(X, tasks, task_column)
+            if labels is None:
+                labels = np.zeros(len(y), dtype=np.int64)
+            task_names = unique_tasks(labels)
+            codes = encode_tasks(labels, task_names)
+            self.train_indices_, self.val_indices_ = train_validation_split_by_task(
+                codes, len(task_names), self.validation_fraction, self.random_state,
+                task_names=task_names.tolist())
+            X_val, y_val = _take(X, self.val_indices_), _take(y, self.val_indices_)
+            tasks_val = _take(tasks, self.val_indices_)
+            X, y = _take(X, self.train_indices_), _take(y, self.train_indices_)
+            tasks = _take(tasks, self.train_indices_)
+            sample_weight = _take(sample_weight, self.train_indices_)
+        else:
+            if y_val is None:
+                raise ValueError("X_val was given without y_val.")
+            self.train_indices_ = np.arange(len(y))
+            self.val_indices_ = None
+        self._train_index = getattr(X, "index", None)
+
+        if isinstance(self.estimator, FrozenEstimator):
+            self.estimator_ = self.estimator
+        else:
+            self.estimator_ = clone(self.estimator)
+            fit_params = {} if sample_weight is None else {"sample_weight": sample_weight}
+            if tasks is not None:
+                fit_params["tasks"] = tasks
+            self.estimator_.fit(X, y, **fit_params)
+        fitted = _fitted_model(self.estimator_)
+        check_is_fitted(fitted)
+        self.tasks_ = np.asarray(fitted.tasks_)
+        self._compute(fitted, X, y, tasks, sample_weight, X_val, y_val, tasks_val)
+        return self
+
+    def _compute(self, model, X, y, tasks, sample_weight, X_val, y_val, tasks_val):
+        xp = self._xp
+        train = model._mtif_objective(X, y, tasks=tasks, sample_weight=sample_weight)
+        val = model._mtif_objective(X_val, y_val, tasks=tasks_val)
+        n_tasks = len(self.tasks_)
+
+        blocks = [xp.asarray(b) for b in train.hessian_blocks()]
+        self._factor = factor_arrow(*blocks, damping=self.damping,
+                                    task_names=self.tasks_.tolist())
+        self.schur_condition_ = self._factor.schur_condition
+        if self.schur_condition_ > 1e12:
+            warnings.warn(
+                f"The Schur complement of the shared block has condition number "
+                f"{self.schur_condition_:.2g}: the shared parameters are barely determined and "
+                "influence values may be inaccurate. Increase shared_alpha or damping.",
+                UserWarning, stacklevel=3)
+
+        # Gradient of each V_k = mean loss over task k's validation rows.
+        val_counts = np.bincount(val.codes, minlength=n_tasks).astype(np.float64)
+        self.validation_loss_ = np.bincount(val.codes, weights=val.row_losses(),
+                                            minlength=n_tasks) / np.where(val_counts, val_counts,
+                                                                          np.nan)
+        missing = np.flatnonzero(val_counts == 0)
+        if missing.size:
+            warnings.warn(
+                f"Task(s) {self.tasks_[missing].tolist()[:5]} have no validation rows; their "
+                "columns of influence_ and task_influence_ are NaN.", UserWarning, stacklevel=3)
+        val_task, val_shared = val.row_gradients()
+        scale = 1.0 / np.where(val_counts, val_counts, np.nan)
+        val_task = np.nan_to_num(val.task_sums(val_task) * scale[:, None])
+        p = self._factor.coupling.shape[2]
+        val_shared = (np.zeros((n_tasks, p)) if val_shared is None
+                      else np.nan_to_num(val.task_sums(val_shared) * scale[:, None]))
+        self._z, self._x_shared = target_solves(self._factor, xp.asarray(val_task),
+                                                xp.asarray(val_shared))
+        self._val_missing = missing
+
+        self._train_objective = train
+        self.influence_ = self._row_effects(train, train.row_weights)
+
+        task_grad, task_shared = train.task_gradients()
+        task_effects = perturbation_effects(
+            self._factor, self._z, self._x_shared, xp.asarray(np.arange(n_tasks)),
+            xp.asarray(task_grad), None if task_shared is None else xp.asarray(task_shared))
+        self.task_influence_ = self._finish(task_effects)
+
+    def _chunks(self, n_rows, q, p):
+        size = self.batch_size or max(1, _CHUNK_NUMBERS // max(1, q * p))
+        return [slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
+
+    def _row_effects(self, objective, row_weights):
+        """Effects of removing each row of ``objective`` (its loss weighted by row_weights)."""
+        xp = self._xp
+        q, p = self._factor.coupling.shape[1:]
+
+        def chunk_effects(rows):
+            grad_task, grad_shared = objective.row_gradients(rows)
+            weight = row_weights[rows][:, None]
+            return to_numpy(perturbation_effects(
+                self._factor, self._z, self._x_shared, xp.asarray(objective.codes[rows]),
+                xp.asarray(grad_task * weight),
+                None if grad_shared is None else xp.asarray(grad_shared * weight)))
+
+        chunks = self._chunks(len(objective.codes), q, p)
+        n_jobs = self.n_jobs if is_numpy_namespace(xp) else 1
+        parts = Parallel(n_jobs=n_jobs, prefer="threads", verbose=self.verbose)(
+            delayed(chunk_effects)(rows) for rows in chunks)
+        effects = np.vstack(parts) if parts else np.zeros((0, len(self.tasks_)))
+        return self._finish(effects)
+
+    def _finish(self, effects):
+        effects = np.array(to_numpy(effects), dtype=np.float64)
+        if self._val_missing.size:
+            effects[:, self._val_missing] = np.nan
+        return effects
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _wrap(self, effects, index=None, columns=None):
+        """NumPy (or CuPy for CuPy input with backend="auto"), or a DataFrame if configured."""
+        if _get_output_config("transform", self)["dense"] == "pandas":
+            import pandas as pd
+
+            names = self.get_feature_names_out() if columns is None else columns
+            return pd.DataFrame(effects, index=index, columns=names)
+        if self._return_xp:
+            return self._xp.asarray(effects)
+        return effects
+
+    def fit_transform(self, X, y, tasks=None, sample_weight=None, X_val=None, y_val=None,
+                      tasks_val=None):
+        """Fit and return the data-level effects of the training rows.
+
+        Parameters
+        ----------
+        X, y, tasks, sample_weight, X_val, y_val, tasks_val
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        influence : ndarray or DataFrame of shape (n_train, n_tasks)
+            ``influence_``: rows are ``X``'s rows at ``train_indices_``, columns ``tasks_``.
+        """
+        self.fit(X, y, tasks=tasks, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
+                 tasks_val=tasks_val)
+        index = None if self._train_index is None else self._train_index
+        return self._wrap(self.influence_, index=index)
+
+    def transform(self, X, y, tasks=None):
+        """Effects of removing these rows (as if each had weight 1 in the training objective).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows (with the task column when the model uses one).
+        y : array-like of shape (n_samples,)
+            Their targets (the effect depends on the row's loss gradient).
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+
+        Returns
+        -------
+        effects : ndarray or DataFrame of shape (n_samples, n_tasks)
+        """
+        check_is_fitted(self, "influence_")
+        model = _fitted_model(self.estimator_)
+        objective = model._mtif_objective(to_numpy(X) if not hasattr(X, "iloc") else X,
+                                          to_numpy(y), tasks=tasks)
+        weights = 1.0 / model.task_weight_sum_[objective.codes]
+        return self._wrap(self._row_effects(objective, weights), index=getattr(X, "index", None))
+
+    def sample_influence(self, X_eval, y_eval, tasks=None):
+        """Effect of every training row on the loss of every evaluation row (paper Figure 1).
+
+        Parameters
+        ----------
+        X_eval : array-like of shape (n_eval, n_features)
+            Evaluation rows.
+        y_eval : array-like of shape (n_eval,)
+            Their targets.
+        tasks : array-like of shape (n_eval,), default=None
+            Task of every evaluation row.
+
+        Returns
+        -------
+        effects : ndarray or DataFrame of shape (n_train, n_eval)
+            ``effects[i, e]``: change of row e's loss when training row i is removed
+            (positive: row i helps row e).
+        """
+        check_is_fitted(self, "influence_")
+        xp = self._xp
+        model = _fitted_model(self.estimator_)
+        evaluation = model._mtif_objective(X_eval, to_numpy(y_eval), tasks=tasks)
+        train = self._train_objective
+        eval_task, eval_shared = evaluation.row_gradients()
+        factor = self._factor
+        eval_codes = xp.asarray(evaluation.codes)
+        # H^-1 grad(loss_e): block part z_e and shared part x_e of every evaluation row.
+        inverse_blocks = xp.linalg.inv(factor.task_blocks)
+        z_eval = xp.matmul(inverse_blocks[eval_codes], xp.asarray(eval_task)[..., None])[..., 0]
+        pushed = xp.matmul(xp.matrix_transpose(factor.coupling)[eval_codes],
+                           z_eval[..., None])[..., 0]
+        shared_rhs = -pushed if eval_shared is None else xp.asarray(eval_shared) - pushed
+        x_eval = solve_schur(factor, xp.matrix_transpose(shared_rhs))  # (p, n_eval)
+        effects = np.zeros((len(train.codes), len(evaluation.codes)))
+        for rows in self._chunks(len(train.codes), *factor.coupling.shape[1:]):
+            grad_task, grad_shared = train.row_gradients(rows)
+            weight = train.row_weights[rows][:, None]
+            codes = xp.asarray(train.codes[rows])
+            reduced = reduced_gradients(factor, codes, xp.asarray(grad_task * weight),
+                                        None if grad_shared is None
+                                        else xp.asarray(grad_shared * weight))
+            block = to_numpy(xp.matmul(reduced, x_eval))
+            # Within-task path: training row i and evaluation row e of the same task.
+            same = train.codes[rows][:, None] == evaluation.codes[None, :]
+            within = to_numpy(xp.matmul(xp.asarray(grad_task * weight),
+                                        xp.matrix_transpose(z_eval)))
+            effects[rows] = block + same * within
+        index = self._train_index
+        return self._wrap(effects, index=index,
+                          columns=np.asarray([f"eval{i}" for i in range(effects.shape[1])],
+                                             dtype=object))
+
+    def get_feature_names_out(self, input_features=None):
+        """Output column names: one per task, ``tasks_`` as strings.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        names : ndarray of str objects, shape (n_tasks,)
+        """
+        check_is_fitted(self, "tasks_")
+        return np.asarray([str(t) for t in self.tasks_], dtype=object)

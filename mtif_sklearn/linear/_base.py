@@ -1,0 +1,246 @@
+"""Shared machinery of MultitaskRidge and MultitaskLogistic: validation, task handling, fitting."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from .._tasks import encode_tasks, resolve_tasks, unique_tasks
+from ._objective import LinearMultitaskObjective, augment, fit_linear_multitask
+
+
+class _BaseMultitaskLinear(BaseEstimator):
+    """Base class: the multitask linear objective (paper eq. 2) with arrow-structured Newton."""
+
+    __metadata_request__fit = {"tasks": True}
+    __metadata_request__predict = {"tasks": True}
+    __metadata_request__score = {"tasks": True}
+
+    _parameter_constraints: dict = {
+        "alpha": [Interval(Real, 0, None, closed="neither"), dict],
+        "shared_alpha": [Interval(Real, 0, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "task_column": [str, Integral, None],
+        "unknown_task": [StrOptions({"error", "shared"})],
+    }
+
+    _loss = None  # "squared_error" or "log_loss", set by subclasses
+
+    # -- task identity and validation -------------------------------------------------------
+    def _validate_features(self, X, tasks, *, reset, y=None):
+        """Validate X (and y) and return (X_features, labels, y); labels None if absent."""
+        X_features, labels = resolve_tasks(X, tasks, self.task_column)
+        if self.task_column is None:
+            if y is None:
+                X_features = validate_data(self, X, reset=reset, dtype=np.float64)
+            else:
+                X_features, y = validate_data(self, X, y, reset=reset, dtype=np.float64,
+                                              y_numeric=self._loss == "squared_error")
+        else:
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            X_features = check_array(X_features, dtype=np.float64, input_name="X")
+            if y is not None:
+                y = column_or_1d(y, warn=True)
+                check_consistent_length(X_features, y)
+                if self._loss == "squared_error":
+                    y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        return X_features, labels, y
+
+    def _task_codes(self, labels, n_samples, *, unknown="error"):
+        """Task codes for prediction-time rows (-1 means: use the shared model)."""
+        if labels is None:
+            if len(self.tasks_) > 1:
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted on {len(self.tasks_)} tasks, so "
+                    "predict/score need the task of every row: pass tasks=... (with "
+                    "sklearn.set_config(enable_metadata_routing=True) inside a Pipeline or "
+                    "GridSearchCV), or construct the model with task_column=... . Scorers drop "
+                    "metadata meant for predict (scikit-learn issue 27977); the model does not "
+                    "guess."
+                )
+            return np.zeros(n_samples, dtype=np.int64)
+        return encode_tasks(labels, self.tasks_, unknown=unknown)
+
+    def _alpha_per_task(self, tasks_):
+        if isinstance(self.alpha, dict):
+            missing = [t for t in tasks_.tolist() if t not in self.alpha]
+            if missing:
+                raise ValueError(
+                    f"alpha is a dict but has no value for task(s) {missing[:5]}; give every "
+                    "task a strength, or pass one float for all."
+                )
+            values = np.asarray([self.alpha[t] for t in tasks_.tolist()], dtype=np.float64)
+            if not np.all(np.isfinite(values)) or np.any(values <= 0):
+                raise ValueError("Every alpha value must be a finite number > 0.")
+            return values
+        return np.full(len(tasks_), float(self.alpha))
+
+    def _encode_targets(self, y, *, reset):
+        """Targets in the loss's own coding (float for ridge, 0/1 for logistic)."""
+        return np.asarray(y, dtype=np.float64)
+
+    # -- fitting -----------------------------------------------------------------------------
+    def _fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
+             dropped_tasks=(), init=None):
+        """Fit on (X, y). Private options serve exact refits in :mod:`mtif_sklearn.retrain`.
+
+        ``task_weight_sum`` fixes the normalisers n_k (paper eq. 5 keeps 1/n_k when a row's
+        weight goes to 0); ``dropped_tasks`` are removed from the shared fit with their
+        regulariser (eq. 11) and get a head fitted against the resulting shared parameters;
+        ``init`` = (coef (K, q), shared (q,)) warm-starts Newton.
+        """
+        self._validate_params()
+        X_features, labels, y = self._validate_features(X, tasks, reset=True, y=y)
+        n_samples = X_features.shape[0]
+        if labels is None:
+            labels = np.zeros(n_samples, dtype=np.int64)
+        self.tasks_ = unique_tasks(labels)
+        codes = encode_tasks(labels, self.tasks_)
+        y_coded = self._encode_targets(y, reset=True)
+        sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
+                                             ensure_non_negative=True)
+        n_tasks = len(self.tasks_)
+        if task_weight_sum is None:
+            task_weight_sum = np.bincount(codes, weights=sample_weight, minlength=n_tasks)
+            empty = np.flatnonzero(task_weight_sum <= 0)
+            if empty.size:
+                raise ValueError(
+                    f"Task(s) {self.tasks_[empty].tolist()[:5]} have total sample_weight 0; "
+                    "give each task some positive weight or drop its rows."
+                )
+        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
+        alpha = self._alpha_per_task(self.tasks_)
+        X_aug = augment(X_features, self.fit_intercept)
+        penalty_mask = np.ones(X_aug.shape[1])
+        if self.fit_intercept:
+            penalty_mask[-1] = 0.0
+        objective = LinearMultitaskObjective(
+            X_aug, y_coded, codes, sample_weight / self.task_weight_sum_[codes], alpha,
+            self.shared_alpha, penalty_mask, self._loss,
+            coef=None if init is None else np.array(init[0], dtype=np.float64),
+            shared=None if init is None else np.array(init[1], dtype=np.float64),
+        )
+        active = np.ones(n_tasks, dtype=bool)
+        if len(dropped_tasks):
+            active[encode_tasks(np.asarray(list(dropped_tasks)), self.tasks_)] = False
+        n_iter, converged = fit_linear_multitask(
+            objective, active=active, max_iter=getattr(self, "max_iter", 2),
+            tol=getattr(self, "tol", 0.0), task_names=self.tasks_.tolist(),
+        )
+        if not converged:
+            warnings.warn(
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} Newton "
+                "iterations; increase max_iter or tol, or scale the features.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.n_iter_ = n_iter
+        d = X_features.shape[1]
+        self._set_parameters(objective.coef, objective.shared, d)
+        return self
+
+    def _set_parameters(self, coef_aug, shared_aug, n_features):
+        self.coef_ = coef_aug[:, :n_features].copy()
+        self.shared_coef_ = shared_aug[:n_features].copy()
+        if self.fit_intercept:
+            self.intercept_ = coef_aug[:, n_features].copy()
+            self.shared_intercept_ = float(shared_aug[n_features])
+        else:
+            self.intercept_ = np.zeros(coef_aug.shape[0])
+            self.shared_intercept_ = 0.0
+
+    def _parameters_augmented(self):
+        if self.fit_intercept:
+            coef = np.hstack([self.coef_, self.intercept_[:, None]])
+            shared = np.append(self.shared_coef_, self.shared_intercept_)
+        else:
+            coef, shared = self.coef_, self.shared_coef_
+        return coef, shared
+
+    # -- prediction --------------------------------------------------------------------------
+    def _raw_predict(self, X, tasks):
+        check_is_fitted(self)
+        X_features, labels, _ = self._validate_features(X, tasks, reset=False)
+        codes = self._task_codes(labels, X_features.shape[0], unknown=self.unknown_task)
+        coef = np.vstack([self.coef_, self.shared_coef_[None]])
+        intercept = np.append(self.intercept_, self.shared_intercept_)
+        return np.einsum("ij,ij->i", X_features, coef[codes]) + intercept[codes]
+
+    def score_per_task(self, X, y, tasks=None, sample_weight=None):
+        """The model's ``score`` computed separately on each task's rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input rows (including the task column when ``task_column`` is set).
+        y : array-like of shape (n_samples,)
+            True targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of every row (unless ``task_column`` is set).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        scores : dict
+            ``{task label: score}`` for every task present in ``X``, in ``tasks_`` order.
+        """
+        check_is_fitted(self)
+        _, labels, _ = self._validate_features(X, tasks, reset=False)
+        codes = self._task_codes(labels, len(y), unknown=self.unknown_task)
+        y = np.asarray(y)
+        scores = {}
+        for k in np.unique(codes):
+            rows = np.flatnonzero(codes == k)
+            label = self.tasks_[k] if k >= 0 else "<shared>"
+            X_rows = X.iloc[rows] if hasattr(X, "iloc") else np.asarray(X)[rows]
+            weight = None if sample_weight is None else np.asarray(sample_weight)[rows]
+            task_rows = None if tasks is None else np.asarray(tasks)[rows]
+            scores[label.item() if hasattr(label, "item") else label] = self.score(
+                X_rows, y[rows], tasks=task_rows, sample_weight=weight)
+        return scores
+
+    # -- multitask objective protocol (DESIGN.md section 4) ------------------------------------
+    def _mtif_objective(self, X, y, tasks=None, sample_weight=None):
+        """The fitted objective evaluated on rows (X, y): the protocol MTIFInfluence talks to.
+
+        Every row's weight is ``sample_weight / task_weight_sum_`` (the normaliser 1/n_k of the
+        training fit, eq. 5). Unknown tasks raise.
+        """
+        check_is_fitted(self)
+        X_features, labels, y = self._validate_features(X, tasks, reset=False, y=y)
+        codes = self._task_codes(labels, X_features.shape[0])
+        y_coded = self._encode_targets(y, reset=False)
+        sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
+                                             ensure_non_negative=True)
+        coef, shared = self._parameters_augmented()
+        X_aug = augment(X_features, self.fit_intercept)
+        penalty_mask = np.ones(X_aug.shape[1])
+        if self.fit_intercept:
+            penalty_mask[-1] = 0.0
+        return LinearMultitaskObjective(
+            X_aug, y_coded, codes, sample_weight / self.task_weight_sum_[codes],
+            self._alpha_per_task(self.tasks_), self.shared_alpha, penalty_mask, self._loss,
+            coef=coef, shared=shared,
+        )
+
+    def _mtif_fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
+                  dropped_tasks=(), init=None):
+        """Refit with fixed normalisers / dropped tasks (protocol hook for ``retrain``)."""
+        return self._fit(X, y, tasks, sample_weight, task_weight_sum=task_weight_sum,
+                         dropped_tasks=dropped_tasks, init=init)
+
+    def _mtif_init(self):
+        """Current parameters, to warm-start a refit."""
+        return self._parameters_augmented()

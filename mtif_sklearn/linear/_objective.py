@@ -1,0 +1,257 @@
+"""The multitask linear objective (paper eq. 2 / eq. 5, Example 1) and its Newton solver.
+
+Parameters: a task block beta_k = (theta_k, b_k) of size q = d (+1 with an intercept) per task, and
+a shared block g = (gamma, c) of the same size. The objective is
+
+    L = sum_k [ (1/n_k) sum_i w_ki l(y_ki, x_ki^T theta_k + b_k) + alpha_k ||beta_k - g||^2 ]
+        + shared_alpha ||gamma||^2
+
+(the intercepts are tied to the shared intercept c exactly like the coefficients, so alpha -> inf
+gives one pooled model; c itself is not shrunk towards 0). Rows only touch their task block, so
+the Hessian is an arrow matrix with H_kk = (1/n_k) sum_i w_ki l'' x x^T + 2 alpha_k I,
+H_k,K+1 = -2 alpha_k I and H_K+1,K+1 = 2 sum_k alpha_k I + 2 shared_alpha P (Lemma A.1).
+
+This module also implements the multitask objective protocol of DESIGN.md section 4 for these
+models (:class:`LinearMultitaskObjective`).
+"""
+
+import numpy as np
+from scipy.special import expit
+
+from ..influence._arrow import arrow_solve, factor_arrow, solve_task_blocks
+
+__all__ = ["LOSSES", "LinearMultitaskObjective", "fit_linear_multitask"]
+
+
+class _SquaredLoss:
+    name = "squared_error"
+    quadratic = True
+
+    @staticmethod
+    def value(y, raw):
+        return (y - raw) ** 2
+
+    @staticmethod
+    def derivatives(y, raw):
+        return 2.0 * (raw - y), np.full_like(raw, 2.0)
+
+
+class _LogisticLoss:
+    name = "log_loss"
+    quadratic = False
+
+    @staticmethod
+    def value(y, raw):
+        return np.logaddexp(0.0, raw) - y * raw
+
+    @staticmethod
+    def derivatives(y, raw):
+        prob = expit(raw)
+        return prob - y, prob * (1.0 - prob)
+
+
+LOSSES = {"squared_error": _SquaredLoss, "log_loss": _LogisticLoss}
+
+
+def augment(X, fit_intercept):
+    """Append the intercept column of ones (a new array)."""
+    if not fit_intercept:
+        return np.asarray(X, dtype=np.float64)
+    return np.hstack([X, np.ones((X.shape[0], 1))])
+
+
+def task_row_slices(codes, n_tasks):
+    """Order rows by task: returns (order, starts) so rows of task k are order[starts[k]:starts[k+1]]."""
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(n_tasks + 1))
+    return order, starts
+
+
+class LinearMultitaskObjective:
+    """The objective of a multitask linear model evaluated on some rows (the MTIF protocol).
+
+    Parameters
+    ----------
+    X_aug : ndarray of shape (n, q)
+        Features (with the intercept column appended when the model has one).
+    y : ndarray of shape (n,)
+        Targets (0/1 for the logistic loss).
+    codes : ndarray of shape (n,)
+        Task index of every row, in ``0..n_tasks-1``.
+    row_weights : ndarray of shape (n,)
+        w_ki / n_k: the weight of each row's loss in the objective (eq. 5).
+    alpha : ndarray of shape (n_tasks,)
+        Per-task tie strength alpha_k.
+    shared_alpha : float
+        Ridge penalty on gamma.
+    shared_penalty_mask : ndarray of shape (q,)
+        1 where ``shared_alpha`` applies (coefficients), 0 for the shared intercept.
+    loss : {"squared_error", "log_loss"}
+    coef : ndarray of shape (n_tasks, q), optional
+        Task blocks beta_k at which everything is evaluated.
+    shared : ndarray of shape (q,), optional
+        Shared block g.
+    """
+
+    def __init__(self, X_aug, y, codes, row_weights, alpha, shared_alpha, shared_penalty_mask,
+                 loss, coef=None, shared=None):
+        self.X_aug = X_aug
+        self.y = y
+        self.codes = codes
+        self.row_weights = row_weights
+        self.alpha = np.asarray(alpha, dtype=np.float64)
+        self.shared_alpha = float(shared_alpha)
+        self.shared_penalty_mask = shared_penalty_mask
+        self.loss = LOSSES[loss]
+        self.n_tasks = self.alpha.shape[0]
+        q = X_aug.shape[1]
+        self.coef = np.zeros((self.n_tasks, q)) if coef is None else coef
+        self.shared = np.zeros(q) if shared is None else shared
+        self._order, self._starts = task_row_slices(codes, self.n_tasks)
+
+    @property
+    def n_task_params(self):
+        return self.X_aug.shape[1]
+
+    @property
+    def n_shared_params(self):
+        return self.X_aug.shape[1]
+
+    def raw(self, rows=slice(None)):
+        X = self.X_aug[rows]
+        return np.einsum("ij,ij->i", X, self.coef[self.codes[rows]])
+
+    def row_losses(self, rows=slice(None)):
+        """Per-row loss l(y_i, f_i) at the current parameters (unweighted)."""
+        return self.loss.value(self.y[rows], self.raw(rows))
+
+    def row_gradients(self, rows=slice(None)):
+        """Gradients of each row's loss: task part (m, q) and shared part (None: rows do not
+        touch the shared block of a linear model)."""
+        first, _ = self.loss.derivatives(self.y[rows], self.raw(rows))
+        return self.X_aug[rows] * first[:, None], None
+
+    def task_sums(self, values):
+        """sum over each task's rows of ``values`` (n, ...) -> (n_tasks, ...)."""
+        out = np.zeros((self.n_tasks,) + values.shape[1:])
+        np.add.at(out, self.codes, values)
+        return out
+
+    def penalty_values(self):
+        """alpha_k ||beta_k - g||^2 for every task, and the shared penalty."""
+        diff = self.coef - self.shared
+        task_penalty = self.alpha * np.einsum("kj,kj->k", diff, diff)
+        shared_penalty = self.shared_alpha * np.sum(self.shared_penalty_mask * self.shared ** 2)
+        return task_penalty, shared_penalty
+
+    def task_values(self):
+        """Each task's term T_k = (1/n_k) sum_i w_ki l_ki + alpha_k ||beta_k - g||^2."""
+        data = np.bincount(self.codes, weights=self.row_weights * self.row_losses(),
+                           minlength=self.n_tasks)
+        return data + self.penalty_values()[0]
+
+    def task_gradients(self):
+        """Gradient of each task's term T_k (data + its regulariser; eq. 13):
+        task parts (n_tasks, q) and shared parts (n_tasks, q)."""
+        task_grad, _ = self.row_gradients()
+        data = self.task_sums(task_grad * self.row_weights[:, None])
+        tie = 2.0 * self.alpha[:, None] * (self.coef - self.shared)
+        return data + tie, -tie
+
+    def shared_penalty_gradient(self):
+        return 2.0 * self.shared_alpha * self.shared_penalty_mask * self.shared
+
+    def hessian_blocks(self, active=None):
+        """Arrow blocks (H_tt (K, q, q), H_ts (K, q, q), H_ss (q, q)) of the objective (Lemma A.1).
+
+        ``active`` (bool, K) restricts the shared block to the tasks that take part in it.
+        """
+        q = self.n_task_params
+        _, second = self.loss.derivatives(self.y, self.raw())
+        scaled = self.X_aug * (second * self.row_weights)[:, None]
+        task_blocks = np.empty((self.n_tasks, q, q))
+        for k in range(self.n_tasks):
+            rows = self._order[self._starts[k]:self._starts[k + 1]]
+            task_blocks[k] = self.X_aug[rows].T @ scaled[rows]
+        eye = np.eye(q)
+        task_blocks += 2.0 * self.alpha[:, None, None] * eye
+        coupling = -2.0 * self.alpha[:, None, None] * eye
+        alpha_in_shared = self.alpha if active is None else self.alpha[active]
+        shared_block = (2.0 * alpha_in_shared.sum() * eye
+                        + 2.0 * self.shared_alpha * np.diag(self.shared_penalty_mask))
+        return task_blocks, coupling, shared_block
+
+
+def fit_linear_multitask(objective, *, active=None, max_iter=100, tol=1e-8, task_names=None):
+    """Minimise the multitask objective by Newton's method with arrow solves.
+
+    The parameters of ``objective`` are updated in place (it is the solver's own workspace).
+    Tasks outside ``active`` (paper eq. 11 with sigma_l = 0) do not enter the shared block; their
+    head is fitted afterwards against the final shared parameters, which is the limit of the
+    sigma_l-weighted objective as sigma_l -> 0.
+
+    Returns
+    -------
+    n_iter : int
+        Newton iterations of the shared fit.
+    converged : bool
+    """
+    n_tasks = objective.n_tasks
+    active = np.ones(n_tasks, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    n_iter, converged = _newton(objective, active, True, max_iter, tol, task_names)
+    if not active.all():
+        _, heads_converged = _newton(objective, ~active, False, max_iter, tol, task_names)
+        converged = converged and heads_converged
+    return n_iter, converged
+
+
+def _merit(objective, tasks_mask, with_shared):
+    value = float(np.sum(objective.task_values()[tasks_mask]))
+    if with_shared:
+        value += objective.penalty_values()[1]
+    return value
+
+
+def _newton(objective, tasks_mask, update_shared, max_iter, tol, task_names):
+    """Newton iterations over the tasks in ``tasks_mask`` (and the shared block if asked)."""
+    quadratic = objective.loss.quadratic
+    for iteration in range(1, max_iter + 1):
+        task_grad, shared_grad = objective.task_gradients()
+        task_grad = task_grad * tasks_mask[:, None]
+        shared_grad = shared_grad[tasks_mask].sum(axis=0) + objective.shared_penalty_gradient()
+        if not update_shared:
+            shared_grad = np.zeros_like(shared_grad)
+        grad_norm = max(np.abs(task_grad).max(initial=0.0), np.abs(shared_grad).max(initial=0.0))
+        if grad_norm <= tol and iteration > 1:
+            return iteration - 1, True
+        task_blocks, coupling, shared_block = objective.hessian_blocks(active=tasks_mask)
+        if update_shared:
+            factor = factor_arrow(task_blocks, coupling, shared_block, active=tasks_mask,
+                                  task_names=task_names)
+            step_task, step_shared = arrow_solve(factor, -task_grad, -shared_grad)
+        else:
+            factor = factor_arrow(task_blocks, coupling, np.eye(coupling.shape[2]),
+                                  task_names=task_names)
+            step_task = -solve_task_blocks(factor, task_grad)
+            step_shared = np.zeros_like(shared_grad)
+        step_task *= tasks_mask[:, None]
+        if quadratic:
+            objective.coef = objective.coef + step_task
+            objective.shared = objective.shared + step_shared
+            if iteration >= 2:  # one step is exact; a second one only polishes round-off
+                return iteration, True
+            continue
+        # Backtracking (Armijo) line search on the objective restricted to the updated tasks.
+        start_coef, start_shared = objective.coef, objective.shared
+        start_value = _merit(objective, tasks_mask, update_shared)
+        slope = float(np.sum(task_grad * step_task) + np.sum(shared_grad * step_shared))
+        step = 1.0
+        for _ in range(50):
+            objective.coef = start_coef + step * step_task
+            objective.shared = start_shared + step * step_shared
+            if _merit(objective, tasks_mask, update_shared) <= start_value + 1e-4 * step * slope:
+                break
+            step *= 0.5
+        if abs(slope) < 1e-30:
+            return iteration, True
+    return max_iter, False
