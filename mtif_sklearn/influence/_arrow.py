@@ -72,7 +72,7 @@ def _raise_not_positive_definite(blocks, xp, names, damping):
     needed = damping - smallest[bad]
     suggestion = float(f"{max(needed, 1e-12) * 1.1:.2g}")
     raise ValueError(
-        f"The Hessian block of {names[bad]} is not positive definite (smallest eigenvalue "
+        f"The Hessian {names[bad]} is not positive definite (smallest eigenvalue "
         f"{smallest[bad]:.3g} with damping={damping:g}). The objective is not strictly convex "
         f"there; pass damping >= {suggestion:g} (damping is added to every block's diagonal), "
         "or increase the regularisation (alpha / shared_alpha)."
@@ -135,7 +135,7 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
     if active is None:
         active = np.ones(n_tasks, dtype=bool)
     active = np.asarray(active, dtype=bool)
-    names = [f"task {t!r}" for t in (task_names if task_names is not None else range(n_tasks))]
+    names = [f"block of task {t!r}" for t in (task_names if task_names is not None else range(n_tasks))]
     task_blocks = _diag_add(task_blocks, damping, xp)
     shared_block = _diag_add(shared_block, damping, xp)
     if n_tasks:
@@ -155,11 +155,11 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
         except np.linalg.LinAlgError:
             schur_factor = None
         if schur_factor is None or not np.all(np.isfinite(schur_factor[0])):
-            _raise_not_positive_definite(schur[None], xp, ["the shared block (Schur complement)"],
+            _raise_not_positive_definite(schur[None], xp, ["shared block (Schur complement)"],
                                          damping)
     else:
         schur_factor = _cholesky_or_raise(
-            schur[None], xp, ["the shared block (Schur complement)"], damping)[0]
+            schur[None], xp, ["shared block (Schur complement)"], damping)[0]
     eigenvalues = np.asarray(_to_host(xp.linalg.eigvalsh(schur)), dtype=np.float64)
     condition = float(eigenvalues.max() / eigenvalues.min()) if eigenvalues.size else 1.0
     return ArrowFactor(xp, task_blocks, coupling, coupling_solved, schur, schur_factor,

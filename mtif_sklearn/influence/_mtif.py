@@ -279,6 +279,26 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         return effects
 
     # -- outputs -----------------------------------------------------------------------------
+    def set_output(self, *, transform=None):
+        """Choose the container of ``fit_transform``, ``transform`` and ``sample_influence``.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas"}, default=None
+            "pandas": DataFrames whose columns are the task labels (and the training rows'
+            index); "default": arrays; None: unchanged.
+
+        Returns
+        -------
+        self : MTIFInfluence
+        """
+        if transform is not None:
+            if transform not in ("default", "pandas"):
+                raise ValueError(f"transform must be 'default' or 'pandas'; got {transform!r}.")
+            self._sklearn_output_config = {**getattr(self, "_sklearn_output_config", {}),
+                                           "transform": transform}
+        return self
+
     def _wrap(self, effects, index=None, columns=None):
         """NumPy (or CuPy for CuPy input with backend="auto"), or a DataFrame if configured."""
         if _get_output_config("transform", self)["dense"] == "pandas":

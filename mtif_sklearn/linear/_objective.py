@@ -231,6 +231,7 @@ def _newton(objective, tasks_mask, update_shared, max_iter, tol, task_names):
             step_task, step_shared = arrow_solve(factor, -task_grad, -shared_grad)
         else:
             factor = factor_arrow(task_blocks, coupling, np.eye(coupling.shape[2]),
+                                  active=np.zeros(len(tasks_mask), dtype=bool),
                                   task_names=task_names)
             step_task = -solve_task_blocks(factor, task_grad)
             step_shared = np.zeros_like(shared_grad)
