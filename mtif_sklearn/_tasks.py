@@ -5,6 +5,7 @@ MTIFInfluence and the brute-force functions in ``retrain`` agree on them.
 """
 
 import numbers
+from numbers import Real
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -104,7 +105,14 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
     """
     if hasattr(labels, "to_numpy"):
         labels = labels.to_numpy()
-    labels = np.asarray(labels)
+    if not isinstance(labels, np.ndarray):
+        # Build an object array first: np.asarray([1, "a"]) would silently turn 1 into "1".
+        values = list(labels) if not np.isscalar(labels) else labels
+        labels = np.asarray(values)
+        if labels.dtype.kind in "US" and labels.ndim == 1:
+            as_objects = np.empty(len(values), dtype=object)
+            as_objects[:] = values
+            labels = as_objects
     if labels.ndim != 1:
         labels = labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
     if labels.ndim != 1:
@@ -121,11 +129,40 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
         if np.all(labels == np.round(labels)):
             labels = labels.astype(np.int64)
     elif labels.dtype == object:
-        missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, float) and
-                                                                    np.isnan(v))]
-        if missing:
-            raise ValueError(f"{name} has missing labels (None/NaN) at rows {missing[:5]}; "
-                             "every row needs a task.")
+        labels = _normalise_object_labels(labels, name)
+    return labels
+
+
+def _normalise_object_labels(labels, name):
+    """Object labels -> a str or int64 array (or float, integer-valued floats -> int64).
+
+    Object arrays come from lists, pandas object columns and mixed-type NumPy arrays. Giving them
+    the dtype of the equivalent homogeneous array makes ``[0, 1]`` and ``pd.Series([0, 1],
+    dtype=object)`` the same tasks, and a mixture of ints and strings a clear error.
+    """
+    missing = [i for i, v in enumerate(labels)
+               if v is None or (isinstance(v, Real) and not np.isfinite(v))]
+    if missing:
+        raise ValueError(f"{name} has missing labels (None/NaN) at rows {missing[:5]}; "
+                         "every row needs a task.")
+    if labels.size == 0:
+        return labels
+    if all(isinstance(v, str) for v in labels):
+        return labels.astype(str)
+    if all(isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_)
+           for v in labels):
+        return labels.astype(np.int64)
+    if all(isinstance(v, Real) and not isinstance(v, bool | np.bool_) for v in labels):
+        values = labels.astype(np.float64)
+        if np.all(values == np.round(values)):
+            return values.astype(np.int64)
+        return values
+    kinds = sorted({type(v).__name__ for v in labels})
+    if any(isinstance(v, str) for v in labels):
+        raise ValueError(
+            f"Task labels must be mutually comparable (all ints or all strings); {name} has a "
+            f"mix of {kinds}. Convert them to one type, e.g. all strings."
+        )
     return labels
 
 

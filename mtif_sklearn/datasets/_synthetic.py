@@ -1,9 +1,10 @@
 """Synthetic multitask data of the MTIF paper, Appendix C.1.1 (after Duan & Wang, 2023)."""
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
-from numbers import Integral, Real
 
 __all__ = ["make_multitask_classification", "make_multitask_regression"]
 

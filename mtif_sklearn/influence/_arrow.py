@@ -29,8 +29,10 @@ __all__ = ["ArrowFactor", "arrow_solve", "arrow_to_dense", "factor_arrow"]
 class ArrowFactor:
     """A factored arrow matrix (see :func:`factor_arrow`).
 
-    Attributes
+    Parameters
     ----------
+    xp : module
+        Array namespace of every array below (NumPy, CuPy or torch through array-api-compat).
     task_blocks : array of shape (K, q, q)
         Damped task blocks H_kk.
     coupling : array of shape (K, q, p)
@@ -39,6 +41,9 @@ class ArrowFactor:
         H_kk^-1 H_k,K+1 for every task.
     schur : array of shape (p, p)
         Schur complement N of the shared block (over the active tasks).
+    schur_factor : object
+        Cholesky factor of ``schur`` (SciPy ``cho_factor`` tuple on NumPy, a lower-triangular
+        array otherwise).
     schur_condition : float
         2-norm condition number of ``schur``.
     active : ndarray of bool, shape (K,)
@@ -223,7 +228,22 @@ def arrow_solve(factor, rhs_task, rhs_shared):
 
 
 def arrow_to_dense(task_blocks, coupling, shared_block):
-    """The dense matrix of an arrow (NumPy; for tests and the dense baseline only)."""
+    """The dense matrix of an arrow (NumPy; for tests and the dense baseline only).
+
+    Parameters
+    ----------
+    task_blocks : array of shape (K, q, q)
+        Task blocks H_kk.
+    coupling : array of shape (K, q, p)
+        Task-shared blocks H_k,K+1.
+    shared_block : array of shape (p, p)
+        Shared block H_K+1,K+1.
+
+    Returns
+    -------
+    dense : ndarray of shape (K q + p, K q + p)
+        The full symmetric matrix, with zero blocks H_kl for k != l.
+    """
     task_blocks, coupling, shared_block = (np.asarray(a) for a in
                                            (task_blocks, coupling, shared_block))
     n_tasks, q, _ = task_blocks.shape

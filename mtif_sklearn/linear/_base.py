@@ -10,9 +10,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_array,
-    check_consistent_length,
     check_is_fitted,
-    column_or_1d,
+    check_X_y,
     validate_data,
 )
 
@@ -49,12 +48,12 @@ class _BaseMultitaskLinear(BaseEstimator):
                                               y_numeric=self._loss == "squared_error")
         else:
             validate_data(self, X, skip_check_array=True, reset=reset)
-            X_features = check_array(X_features, dtype=np.float64, input_name="X")
-            if y is not None:
-                y = column_or_1d(y, warn=True)
-                check_consistent_length(X_features, y)
-                if self._loss == "squared_error":
-                    y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+            if y is None:
+                X_features = check_array(X_features, dtype=np.float64, input_name="X",
+                                         estimator=self)
+            else:
+                X_features, y = check_X_y(X_features, y, dtype=np.float64, estimator=self,
+                                          y_numeric=self._loss == "squared_error")
         return X_features, labels, y
 
     def _task_codes(self, labels, n_samples, *, unknown="error"):
@@ -80,10 +79,16 @@ class _BaseMultitaskLinear(BaseEstimator):
                     f"alpha is a dict but has no value for task(s) {missing[:5]}; give every "
                     "task a strength, or pass one float for all."
                 )
-            values = np.asarray([self.alpha[t] for t in tasks_.tolist()], dtype=np.float64)
-            if not np.all(np.isfinite(values)) or np.any(values <= 0):
-                raise ValueError("Every alpha value must be a finite number > 0.")
-            return values
+            values = [self.alpha[t] for t in tasks_.tolist()]
+            bad = [(t, v) for t, v in zip(tasks_.tolist(), values, strict=True)
+                   if not isinstance(v, Real) or isinstance(v, bool) or not np.isfinite(v)
+                   or v <= 0]
+            if bad:
+                raise ValueError(
+                    "Every alpha value must be a finite number > 0; got "
+                    + ", ".join(f"alpha[{t!r}]={v!r}" for t, v in bad[:5]) + "."
+                )
+            return np.asarray(values, dtype=np.float64)
         return np.full(len(tasks_), float(self.alpha))
 
     def _encode_targets(self, y, *, reset):
@@ -101,6 +106,10 @@ class _BaseMultitaskLinear(BaseEstimator):
         ``init`` = (coef (K, q), shared (q,)) warm-starts Newton.
         """
         self._validate_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         X_features, labels, y = self._validate_features(X, tasks, reset=True, y=y)
         n_samples = X_features.shape[0]
         if labels is None:
@@ -194,14 +203,17 @@ class _BaseMultitaskLinear(BaseEstimator):
         Returns
         -------
         scores : dict
-            ``{task label: score}`` for every task present in ``X``, in ``tasks_`` order.
+            ``{task label: score}`` for every task present in ``X``, in ``tasks_`` order;
+            rows of unseen tasks (``unknown_task="shared"``) are scored together under the
+            key ``"<shared>"``, last.
         """
         check_is_fitted(self)
         _, labels, _ = self._validate_features(X, tasks, reset=False)
         codes = self._task_codes(labels, len(y), unknown=self.unknown_task)
         y = np.asarray(y)
         scores = {}
-        for k in np.unique(codes):
+        # tasks_ order, then the shared model's rows (unknown tasks, unknown_task="shared").
+        for k in sorted(np.unique(codes).tolist(), key=lambda code: (code < 0, code)):
             rows = np.flatnonzero(codes == k)
             label = self.tasks_[k] if k >= 0 else "<shared>"
             X_rows = X.iloc[rows] if hasattr(X, "iloc") else np.asarray(X)[rows]

@@ -118,9 +118,9 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
             classes = np.unique(y)
             if classes.shape[0] != 2:
                 raise ValueError(
-                    f"MultitaskLogistic is a binary classifier and needs exactly 2 classes in y; "
-                    f"got {classes.shape[0]} ({classes.tolist()[:5]}). Tasks may be all one "
-                    "class, but y as a whole needs both."
+                    "Only binary classification is supported. MultitaskLogistic needs exactly "
+                    f"2 classes in y; got {classes.shape[0]} ({classes.tolist()[:5]}). Tasks "
+                    "may be all one class, but y as a whole needs both."
                 )
             self.classes_ = classes
         unknown = ~np.isin(y, self.classes_)

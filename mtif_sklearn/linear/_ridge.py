@@ -74,7 +74,8 @@ class MultitaskRidge(RegressorMixin, _BaseMultitaskLinear):
     >>> model = MultitaskRidge(alpha=0.1).fit(X, y, tasks=tasks)
     >>> model.coef_.shape
     (3, 5)
-    >>> round(model.score(X, y, tasks=tasks), 2) > 0.9
+    >>> # noise has variance 1 and the signal about 5, so R^2 near 0.8 is what a good fit gets
+    >>> 0.75 < model.score(X, y, tasks=tasks) < 0.9
     True
     """
 

@@ -1,0 +1,105 @@
+"""Helpers shared by the benchmark scripts: timing, machine description, markdown tables.
+
+Not part of the package; imported by the scripts in this folder (run them as
+``python benchmarks/bench_xxx.py`` so that this folder is on ``sys.path``).
+"""
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+__all__ = ["machine_info", "median_time", "print_table", "fmt_ratio", "fmt_time"]
+
+
+def median_time(func, repeats, warmup=1):
+    """Median wall time (seconds) of ``func()`` over ``repeats`` calls after ``warmup`` calls.
+
+    Returns (median_seconds, last_result).
+    """
+    result = None
+    for _ in range(warmup):
+        result = func()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _lscpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _memory_gib():
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def machine_info():
+    """One line describing the machine and the numerical stack."""
+    import numpy as np
+    import scipy
+    import sklearn
+
+    blas = "?"
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = [f"{i['internal_api']}({i['num_threads']} threads)" for i in threadpool_info()
+                if i.get("user_api") == "blas"]
+        blas = ", ".join(libs) or "?"
+    except Exception:  # pragma: no cover - informational only
+        pass
+    return (f"{os.cpu_count()} cores ({_lscpu_model()}), {_memory_gib():.1f} GiB RAM, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}, SciPy {scipy.__version__}, "
+            f"scikit-learn {sklearn.__version__}, BLAS {blas}")
+
+
+def fmt_time(seconds):
+    if seconds != seconds:  # NaN
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_ratio(value):
+    if value is None or value != value:
+        return "-"
+    if value >= 100:
+        return f"{value:.0f}x"
+    if value >= 10:
+        return f"{value:.1f}x"
+    return f"{value:.2f}x"
+
+
+def print_table(headers, rows, title=None):
+    """Print a GitHub-markdown table (also readable as plain text)."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    if title:
+        print(f"\n### {title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+    print(flush=True)
