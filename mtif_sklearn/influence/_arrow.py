@@ -29,10 +29,11 @@ __all__ = ["ArrowFactor", "arrow_solve", "arrow_to_dense", "factor_arrow"]
 class ArrowFactor:
     """A factored arrow matrix (see :func:`factor_arrow`).
 
+    The array namespace ``xp`` (NumPy, CuPy or torch through array-api-compat) is derived from
+    the arrays rather than stored, so a factor pickles with whatever holds it.
+
     Parameters
     ----------
-    xp : module
-        Array namespace of every array below (NumPy, CuPy or torch through array-api-compat).
     task_blocks : array of shape (K, q, q)
         Damped task blocks H_kk.
     coupling : array of shape (K, q, p)
@@ -50,7 +51,6 @@ class ArrowFactor:
         Tasks that take part in the shared block (see :func:`factor_arrow`).
     """
 
-    xp: object
     task_blocks: object
     coupling: object
     coupling_solved: object
@@ -58,6 +58,13 @@ class ArrowFactor:
     schur_factor: object
     schur_condition: float
     active: np.ndarray
+
+    @property
+    def xp(self):
+        """Array namespace of the factor's arrays."""
+        from array_api_compat import array_namespace
+
+        return array_namespace(self.task_blocks)
 
 
 def _diag_add(blocks, value, xp):
@@ -140,7 +147,8 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
     if active is None:
         active = np.ones(n_tasks, dtype=bool)
     active = np.asarray(active, dtype=bool)
-    names = [f"block of task {t!r}" for t in (task_names if task_names is not None else range(n_tasks))]
+    labels = task_names if task_names is not None else range(n_tasks)
+    names = [f"block of task {t!r}" for t in labels]
     task_blocks = _diag_add(task_blocks, damping, xp)
     shared_block = _diag_add(shared_block, damping, xp)
     if n_tasks:
@@ -167,7 +175,7 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
             schur[None], xp, ["shared block (Schur complement)"], damping)[0]
     eigenvalues = np.asarray(_to_host(xp.linalg.eigvalsh(schur)), dtype=np.float64)
     condition = float(eigenvalues.max() / eigenvalues.min()) if eigenvalues.size else 1.0
-    return ArrowFactor(xp, task_blocks, coupling, coupling_solved, schur, schur_factor,
+    return ArrowFactor(task_blocks, coupling, coupling_solved, schur, schur_factor,
                        condition, active)
 
 

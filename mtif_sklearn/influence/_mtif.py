@@ -4,13 +4,14 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._tasks import encode_tasks, resolve_tasks, train_validation_split_by_task, unique_tasks
 from ..backend import get_backend, is_numpy_namespace, to_numpy
@@ -29,6 +30,27 @@ def _fitted_model(estimator):
 
 def _take(X, rows):
     return None if X is None else _safe_indexing(X, rows)
+
+
+def _n_rows(X):
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+def _host_input(array):
+    """DataFrames and NumPy arrays as they are; CuPy/torch arrays brought to NumPy."""
+    if array is None or hasattr(array, "iloc"):
+        return array
+    if hasattr(array, "tocsr") or hasattr(array, "toarray"):
+        return array
+    return to_numpy(array)
+
+
+def _check_dense(X, name):
+    if X is not None and issparse(X):
+        raise TypeError(
+            f"MTIFInfluence does not support sparse input {name}: the multitask models need "
+            "dense features. Convert it with .toarray() (fine for moderate n_features)."
+        )
 
 
 class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -134,6 +156,10 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         self.random_state = random_state
         self.verbose = verbose
 
+    @property
+    def _xp(self):
+        return get_backend(self._backend_name)
+
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, X, y, tasks=None, sample_weight=None, X_val=None, y_val=None, tasks_val=None):
         """Fit (or take) the model and compute data- and task-level influence.
@@ -158,10 +184,21 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
             The fitted transformer.
         """
         self._validate_params()
-        self._xp = get_backend(self.backend, X)
-        self._return_xp = self.backend == "auto" and not is_numpy_namespace(self._xp)
-        X, y, X_val, y_val = (None if a is None else to_numpy(a) if not hasattr(a, "iloc")
-                              else a for a in (X, y, X_val, y_val))
+        xp = get_backend(self.backend, X)
+        # The namespace is kept by name (a module does not pickle) and resolved on use.
+        self._backend_name = "numpy" if is_numpy_namespace(xp) else "cupy"
+        self._return_xp = self.backend == "auto" and self._backend_name == "cupy"
+        if y is None:
+            raise ValueError("MTIFInfluence requires y: influence depends on every row's loss "
+                             "gradient, so fit(X, y, ...) needs the targets.")
+        X, y, X_val, y_val = (_host_input(a) for a in (X, y, X_val, y_val))
+        _check_dense(X, "X")
+        _check_dense(X_val, "X_val")
+        # Sets n_features_in_ / feature_names_in_; the model validates values itself.
+        validate_data(self, X, skip_check_array=True, reset=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, np.empty((_n_rows(X), 0)),
+                                                 dtype=np.float64, ensure_non_negative=True)
         model = _fitted_model(self.estimator)
         task_column = model.get_params().get("task_column") if hasattr(model, "get_params") \
             else None
@@ -184,7 +221,7 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         else:
             if y_val is None:
                 raise ValueError("X_val was given without y_val.")
-            self.train_indices_ = np.arange(len(y))
+            self.train_indices_ = np.arange(_n_rows(X))
             self.val_indices_ = None
         self._train_index = getattr(X, "index", None)
 
@@ -329,7 +366,7 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         index = None if self._train_index is None else self._train_index
         return self._wrap(self.influence_, index=index)
 
-    def transform(self, X, y, tasks=None):
+    def transform(self, X, y=None, tasks=None):
         """Effects of removing these rows (as if each had weight 1 in the training objective).
 
         Parameters
@@ -337,7 +374,8 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         X : array-like of shape (n_samples, n_features)
             Rows (with the task column when the model uses one).
         y : array-like of shape (n_samples,)
-            Their targets (the effect depends on the row's loss gradient).
+            Their targets (the effect depends on the row's loss gradient). Required; the
+            default None only exists so that a missing ``y`` gets a clear error.
         tasks : array-like of shape (n_samples,), default=None
             Task of every row.
 
@@ -346,9 +384,14 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         effects : ndarray or DataFrame of shape (n_samples, n_tasks)
         """
         check_is_fitted(self, "influence_")
+        X = _host_input(X)
+        _check_dense(X, "X")
+        validate_data(self, X, skip_check_array=True, reset=False)
+        if y is None:
+            raise ValueError("MTIFInfluence.transform requires y: a row's influence depends on "
+                             "its loss gradient. Call transform(X, y, tasks=...).")
         model = _fitted_model(self.estimator_)
-        objective = model._mtif_objective(to_numpy(X) if not hasattr(X, "iloc") else X,
-                                          to_numpy(y), tasks=tasks)
+        objective = model._mtif_objective(X, to_numpy(y), tasks=tasks)
         weights = 1.0 / model.task_weight_sum_[objective.codes]
         return self._wrap(self._row_effects(objective, weights), index=getattr(X, "index", None))
 
