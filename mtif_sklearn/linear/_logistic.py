@@ -23,9 +23,10 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
         + shared_alpha ||gamma||^2
 
     where ``s_ki`` is +1 for ``classes_[1]`` and -1 for ``classes_[0]``. ``y`` must have exactly
-    two classes overall (any labels); a single task whose rows are all one class still fits,
-    because the tie to the shared model regularises it. Each Newton step solves the arrow-shaped
-    Hessian through its task blocks and Schur complement, with a backtracking line search.
+    two classes overall (any labels); a task whose rows are all one class, or a task with a
+    single row, still fits, because the tie to the shared model regularises it. Each Newton step
+    solves the arrow-shaped Hessian through its task blocks and Schur complement, with a
+    backtracking line search.
 
     Parameters
     ----------

@@ -61,7 +61,7 @@ def augment(X, fit_intercept):
 
 
 def task_row_slices(codes, n_tasks):
-    """Order rows by task: returns (order, starts) so rows of task k are order[starts[k]:starts[k+1]]."""
+    """Order rows by task: (order, starts), rows of task k are order[starts[k]:starts[k+1]]."""
     order = np.argsort(codes, kind="stable")
     starts = np.searchsorted(codes[order], np.arange(n_tasks + 1))
     return order, starts

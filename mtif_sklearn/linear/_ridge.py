@@ -20,6 +20,9 @@ class MultitaskRidge(RegressorMixin, _BaseMultitaskLinear):
     arrow-structured solve (K small task blocks and a Schur complement), never the dense
     ``(K (d+1) + d+1)^2`` normal equations.
 
+    A task may have a single row (or fewer rows than features): the tie to the shared model keeps
+    its fit unique, shrinking it towards ``gamma, c`` (more strongly for larger ``alpha_k``).
+
     Parameters
     ----------
     alpha : float or dict, default=0.1
