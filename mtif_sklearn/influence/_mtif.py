@@ -113,6 +113,10 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     schur_condition_ : float
         Condition number of the Schur complement of the shared block; large values (a warning is
         raised above 1e12) mean the shared parameters are barely determined.
+    n_features_in_ : int
+        Number of columns of ``X`` in fit (including a task column).
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Column names of ``X`` in fit, when it had string column names.
 
     See Also
     --------

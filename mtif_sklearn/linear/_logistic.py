@@ -68,7 +68,7 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
         Newton steps taken.
     n_features_in_ : int
         Number of columns of ``X`` in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names of ``X`` in fit, when it had string column names.
 
     See Also

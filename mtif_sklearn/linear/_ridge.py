@@ -60,7 +60,7 @@ class MultitaskRidge(RegressorMixin, _BaseMultitaskLinear):
         Number of Newton steps (1 for this quadratic objective, plus a polishing step).
     n_features_in_ : int
         Number of columns of ``X`` in fit (including the task column when there is one).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names of ``X`` in fit, when it had string column names.
 
     See Also
