@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from ..backend import is_numpy_namespace
+from ..backend import is_numpy_namespace, single_blas_thread
 
 __all__ = ["ArrowFactor", "arrow_solve", "arrow_to_dense", "factor_arrow"]
 
@@ -76,7 +76,8 @@ def _diag_add(blocks, value, xp):
 
 def _raise_not_positive_definite(blocks, xp, names, damping):
     """Find the first non-positive-definite block and say which damping would fix it."""
-    eigenvalues = xp.linalg.eigvalsh(blocks)
+    with single_blas_thread(xp, blocks.shape[-1]):
+        eigenvalues = xp.linalg.eigvalsh(blocks)
     smallest = np.asarray(
         [float(v) for v in np.asarray(_to_host(xp.min(eigenvalues, axis=-1))).reshape(-1)]
     )
@@ -152,8 +153,9 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
     task_blocks = _diag_add(task_blocks, damping, xp)
     shared_block = _diag_add(shared_block, damping, xp)
     if n_tasks:
-        _cholesky_or_raise(task_blocks, xp, names, damping)
-        coupling_solved = xp.linalg.solve(task_blocks, coupling)
+        with single_blas_thread(xp, task_blocks.shape[-1]):
+            _cholesky_or_raise(task_blocks, xp, names, damping)
+            coupling_solved = xp.linalg.solve(task_blocks, coupling)
     else:
         coupling_solved = coupling
     mask = xp.asarray(active.astype(np.float64), dtype=task_blocks.dtype)
@@ -182,9 +184,10 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
 def solve_task_blocks(factor, rhs):
     """H_kk^-1 rhs_k for every task; rhs of shape (K, q) or (K, q, m)."""
     xp = factor.xp
-    if rhs.ndim == 2:
-        return xp.linalg.solve(factor.task_blocks, rhs[..., None])[..., 0]
-    return xp.linalg.solve(factor.task_blocks, rhs)
+    with single_blas_thread(xp, factor.task_blocks.shape[-1]):
+        if rhs.ndim == 2:
+            return xp.linalg.solve(factor.task_blocks, rhs[..., None])[..., 0]
+        return xp.linalg.solve(factor.task_blocks, rhs)
 
 
 def solve_schur(factor, rhs):

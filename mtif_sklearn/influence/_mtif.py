@@ -14,7 +14,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .._tasks import encode_tasks, resolve_tasks, train_validation_split_by_task, unique_tasks
-from ..backend import get_backend, is_numpy_namespace, to_numpy
+from ..backend import get_backend, is_numpy_namespace, single_blas_thread, to_numpy
 from ._arrow import factor_arrow, solve_schur
 from ._effects import perturbation_effects, reduced_gradients, target_solves
 
@@ -244,9 +244,14 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         return self
 
     def _compute(self, model, X, y, tasks, sample_weight, X_val, y_val, tasks_val):
-        xp = self._xp
         train = model._mtif_objective(X, y, tasks=tasks, sample_weight=sample_weight)
         val = model._mtif_objective(X_val, y_val, tasks=tasks_val)
+        block_size = max(train.n_task_params, train.n_shared_params)
+        with single_blas_thread(self._xp, block_size):
+            self._compute_effects(train, val)
+
+    def _compute_effects(self, train, val):
+        xp = self._xp
         n_tasks = len(self.tasks_)
 
         blocks = [xp.asarray(b) for b in train.hessian_blocks()]
@@ -258,7 +263,7 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
                 f"The Schur complement of the shared block has condition number "
                 f"{self.schur_condition_:.2g}: the shared parameters are barely determined and "
                 "influence values may be inaccurate. Increase shared_alpha or damping.",
-                UserWarning, stacklevel=3)
+                UserWarning, stacklevel=4)
 
         # Gradient of each V_k = mean loss over task k's validation rows.
         val_counts = np.bincount(val.codes, minlength=n_tasks).astype(np.float64)
@@ -269,7 +274,7 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         if missing.size:
             warnings.warn(
                 f"Task(s) {self.tasks_[missing].tolist()[:5]} have no validation rows; their "
-                "columns of influence_ and task_influence_ are NaN.", UserWarning, stacklevel=3)
+                "columns of influence_ and task_influence_ are NaN.", UserWarning, stacklevel=4)
         val_task, val_shared = val.row_gradients()
         scale = 1.0 / np.where(val_counts, val_counts, np.nan)
         val_task = np.nan_to_num(val.task_sums(val_task) * scale[:, None])
@@ -426,7 +431,8 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         factor = self._factor
         eval_codes = xp.asarray(evaluation.codes)
         # H^-1 grad(loss_e): block part z_e and shared part x_e of every evaluation row.
-        inverse_blocks = xp.linalg.inv(factor.task_blocks)
+        with single_blas_thread(xp, factor.task_blocks.shape[-1]):
+            inverse_blocks = xp.linalg.inv(factor.task_blocks)
         z_eval = xp.matmul(inverse_blocks[eval_codes], xp.asarray(eval_task)[..., None])[..., 0]
         pushed = xp.matmul(xp.matrix_transpose(factor.coupling)[eval_codes],
                            z_eval[..., None])[..., 0]

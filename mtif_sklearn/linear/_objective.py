@@ -18,6 +18,7 @@ models (:class:`LinearMultitaskObjective`).
 import numpy as np
 from scipy.special import expit
 
+from ..backend import single_blas_thread
 from ..influence._arrow import arrow_solve, factor_arrow, solve_task_blocks
 
 __all__ = ["LOSSES", "LinearMultitaskObjective", "fit_linear_multitask"]
@@ -198,10 +199,11 @@ def fit_linear_multitask(objective, *, active=None, max_iter=100, tol=1e-8, task
     """
     n_tasks = objective.n_tasks
     active = np.ones(n_tasks, dtype=bool) if active is None else np.asarray(active, dtype=bool)
-    n_iter, converged = _newton(objective, active, True, max_iter, tol, task_names)
-    if not active.all():
-        _, heads_converged = _newton(objective, ~active, False, max_iter, tol, task_names)
-        converged = converged and heads_converged
+    with single_blas_thread(np, objective.n_task_params):
+        n_iter, converged = _newton(objective, active, True, max_iter, tol, task_names)
+        if not active.all():
+            _, heads_converged = _newton(objective, ~active, False, max_iter, tol, task_names)
+            converged = converged and heads_converged
     return n_iter, converged
 
 
@@ -246,13 +248,32 @@ def _newton(objective, tasks_mask, update_shared, max_iter, tol, task_names):
         start_coef, start_shared = objective.coef, objective.shared
         start_value = _merit(objective, tasks_mask, update_shared)
         slope = float(np.sum(task_grad * step_task) + np.sum(shared_grad * step_shared))
+        # Near the optimum the decrease is below the round-off of the objective's value (badly
+        # scaled features): a step that keeps the value flat to round-off and shrinks the
+        # gradient is progress too (as in scikit-learn's Newton solvers).
+        flat = start_value + 64 * np.finfo(np.float64).eps * max(1.0, abs(start_value))
         step = 1.0
         for _ in range(50):
             objective.coef = start_coef + step * step_task
             objective.shared = start_shared + step * step_shared
-            if _merit(objective, tasks_mask, update_shared) <= start_value + 1e-4 * step * slope:
+            value = _merit(objective, tasks_mask, update_shared)
+            if value <= start_value + 1e-4 * step * slope:
+                break
+            if value <= flat and _gradient_norm(objective, tasks_mask, update_shared) < grad_norm:
                 break
             step *= 0.5
+        else:  # no step makes progress: the iterate is optimal to working precision
+            objective.coef, objective.shared = start_coef, start_shared
+            return iteration, False
         if abs(slope) < 1e-30:
             return iteration, True
     return max_iter, False
+
+
+def _gradient_norm(objective, tasks_mask, with_shared):
+    task_grad, shared_grad = objective.task_gradients()
+    norm = np.abs(task_grad[tasks_mask]).max(initial=0.0)
+    if with_shared:
+        shared = shared_grad[tasks_mask].sum(axis=0) + objective.shared_penalty_gradient()
+        norm = max(norm, np.abs(shared).max(initial=0.0))
+    return norm

@@ -153,3 +153,21 @@ def test_influence_algebra_on_torch_tensors_equals_numpy():
     assert isinstance(on_torch, torch.Tensor)
     # float64 on both sides; different LAPACK call sequences: round-off only.
     np.testing.assert_allclose(on_torch.numpy(), on_numpy, rtol=1e-10, atol=1e-14)
+
+
+def test_single_blas_thread_limits_and_restores_blas_threads():
+    from threadpoolctl import threadpool_info
+
+    from mtif_sklearn.backend import SINGLE_THREAD_MAX_BLOCK, single_blas_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    with single_blas_thread(np, 10):
+        with single_blas_thread(np, 10):  # nested: still one thread, restored only at the end
+            assert set(blas_threads()) <= {1}
+        assert set(blas_threads()) <= {1}
+        with single_blas_thread(np, SINGLE_THREAD_MAX_BLOCK + 1):  # large blocks: no change
+            assert set(blas_threads()) <= {1}
+    assert blas_threads() == before
