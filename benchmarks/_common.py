@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import time
 
-__all__ = ["machine_info", "median_time", "print_table", "fmt_ratio", "fmt_time"]
+__all__ = ["machine_info", "load_info", "median_time", "print_table", "fmt_ratio", "fmt_time"]
 
 
 def median_time(func, repeats, warmup=1):
@@ -67,8 +67,18 @@ def machine_info():
     except Exception:  # pragma: no cover - informational only
         pass
     return (f"{os.cpu_count()} cores ({_lscpu_model()}), {_memory_gib():.1f} GiB RAM, "
-            f"Python {platform.python_version()}, NumPy {np.__version__}, SciPy {scipy.__version__}, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}, "
+            f"SciPy {scipy.__version__}, "
             f"scikit-learn {sklearn.__version__}, BLAS {blas}")
+
+
+def load_info():
+    """The 1/5/15-minute load averages (other processes share the cores: noisy timings)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:  # pragma: no cover - not on every platform
+        return "load average: unknown"
+    return f"load average: {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def fmt_time(seconds):

@@ -27,10 +27,11 @@ Compared, side by side in one run (medians over repeats, one warm-up call each):
 import argparse
 import sys
 import warnings
+from functools import partial
 
 import numpy as np
 import scipy.linalg
-from _common import fmt_ratio, fmt_time, machine_info, median_time, print_table
+from _common import fmt_ratio, fmt_time, load_info, machine_info, median_time, print_table
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from mtif_sklearn import MultitaskLogistic, MultitaskRidge
@@ -105,6 +106,7 @@ def main(argv=None):
 
     print(f"# bench_fit: d={D}, {ROWS_PER_TASK} rows per task")
     print(f"machine: {machine_info()}")
+    print(f"at start: {load_info()}")
     print("times: median over repeats after one warm-up call; ratios = baseline / package "
           "(> 1: the package is faster)")
 
@@ -117,9 +119,9 @@ def main(argv=None):
                                                 n_features=D, random_state=0)
         slices = task_slices(tasks, K)
         t_ridge, model = median_time(
-            lambda: MultitaskRidge(alpha=ALPHA, shared_alpha=SHARED_ALPHA).fit(X, y, tasks=tasks),
+            partial(MultitaskRidge(alpha=ALPHA, shared_alpha=SHARED_ALPHA).fit, X, y, tasks=tasks),
             r)
-        t_skr, _ = median_time(lambda: sklearn_ridge_per_task(X, y, slices), r)
+        t_skr, _ = median_time(partial(sklearn_ridge_per_task, X, y, slices), r)
 
         size = (K + 1) * (D + 1)
         dense_gb = size**2 * 8 / 1e9
@@ -134,7 +136,8 @@ def main(argv=None):
                 f"skipped: predicted ~{fmt_time(predicted)} > {args.dense_max_seconds:g} s")
         else:
             dense_r = max(1, r if size < 3000 else min(r, 3))
-            t_dense, (coef, shared) = median_time(lambda: dense_ridge(X, y, slices), dense_r)
+            t_dense, (coef, shared) = median_time(partial(dense_ridge, X, y, slices),
+                                                  dense_r)
             dense_rate = t_dense / size**3
             ours = np.hstack([model.coef_, model.intercept_[:, None]])
             ours_shared = np.append(model.shared_coef_, model.shared_intercept_)
@@ -154,9 +157,10 @@ def main(argv=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t_log, lmodel = median_time(
-                lambda: MultitaskLogistic(alpha=ALPHA, shared_alpha=SHARED_ALPHA).fit(
-                    Xc, yc, tasks=tc), r)
-            t_skl, _ = median_time(lambda: sklearn_logistic_per_task(Xc, yc, slices_c), r)
+                partial(MultitaskLogistic(alpha=ALPHA, shared_alpha=SHARED_ALPHA).fit,
+                        Xc, yc, tasks=tc), r)
+            t_skl, _ = median_time(
+                partial(sklearn_logistic_per_task, Xc, yc, slices_c), r)
         base_logistic = base_logistic or (K, t_log)
         logistic_rows.append([
             K, fmt_time(t_log), lmodel.n_iter_, fmt_time(t_skl), fmt_ratio(t_log / t_skl),
@@ -179,6 +183,7 @@ def main(argv=None):
         title="MultitaskLogistic.fit vs K sklearn LogisticRegression(lbfgs) fits")
     print("ours / sklearn < 1: the multitask fit is faster than K separate fits "
           "(expected: at most 3x slower).")
+    print(f"at end: {load_info()}")
 
 
 if __name__ == "__main__":

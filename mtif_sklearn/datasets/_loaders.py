@@ -39,6 +39,10 @@ def load_school(path):
     X = X[:, ~constant]
     y = np.asarray(data["y"], dtype=np.float64).ravel()
     starts = np.asarray(data["task_indexes"]).ravel().astype(np.int64) - 1
+    if starts.size == 0 or starts[0] != 0 or np.any(np.diff(starts) <= 0) \
+            or starts[-1] >= X.shape[0]:
+        raise ValueError("task_indexes must be strictly increasing 1-based task starts, the "
+                         f"first equal to 1 and all within the {X.shape[0]} rows.")
     tasks = np.searchsorted(starts, np.arange(X.shape[0]), side="right") - 1
     return X, y, tasks
 
@@ -61,6 +65,8 @@ def load_chemical(path, *, subset="train"):
     tasks : ndarray of shape (n_samples,)
         Task id (55, 76, ...) of every row.
     """
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test'; got {subset!r}.")
     path = Path(path)
     files = sorted(path.glob(f"*_X_{subset}.npy"), key=lambda p: int(p.name.split("_")[0]))
     if not files:
@@ -68,8 +74,15 @@ def load_chemical(path, *, subset="train"):
     Xs, ys, tasks = [], [], []
     for file in files:
         task = int(file.name.split("_")[0])
+        y_file = path / f"{task}_y_{subset}.npy"
+        if not y_file.exists():
+            raise FileNotFoundError(f"{path} holds {file.name} but not its labels {y_file.name}.")
         X = np.load(file, allow_pickle=False)
-        y = np.load(path / f"{task}_y_{subset}.npy", allow_pickle=False)
+        y = np.load(y_file, allow_pickle=False)
+        if X.ndim != 2 or np.size(y) != X.shape[0]:
+            raise ValueError(f"Task {task}: {file.name} has shape {X.shape} but {y_file.name} "
+                             f"holds {np.size(y)} labels; expected one label per row of X "
+                             f"(2-D X with as many rows as labels).")
         Xs.append(np.asarray(X, dtype=np.float64))
         ys.append(np.asarray(y).ravel())
         tasks.append(np.full(len(y), task))
