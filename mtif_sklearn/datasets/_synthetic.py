@@ -92,7 +92,7 @@ def make_multitask_regression(n_tasks=10, n_samples_per_task=200, n_features=50,
     >>> from mtif_sklearn.datasets import make_multitask_regression
     >>> X, y, tasks = make_multitask_regression(n_tasks=4, n_samples_per_task=10, n_features=3,
     ...                                         random_state=0)
-    >>> X.shape, y.shape, sorted(set(tasks))
+    >>> X.shape, y.shape, sorted(set(tasks.tolist()))
     ((40, 3), (40,), [0, 1, 2, 3])
     """
     X, raw, tasks, coef, unrelated, rng = _make(n_tasks, n_samples_per_task, n_features, delta,

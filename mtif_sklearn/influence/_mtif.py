@@ -103,7 +103,10 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         ``task_influence_[l, k]``: effect on task k of removing task l (its rows and its
         regulariser). The diagonal ``[l, l]`` is the effect on task l of removing it from the
         shared parameters, its own head refitted to them (the limit of eq. 11 as sigma_l -> 0);
-        exclude it when ranking task relatedness.
+        exclude it when ranking task relatedness. It is defined exactly as in
+        :func:`~mtif_sklearn.retrain.loto_effects`, but removing a whole task is a large
+        perturbation, so this first-order value can be far from the refit (on the chemical data
+        its sign can differ for some tasks) while the off-diagonal entries rank like LOTO.
     train_indices_ : ndarray of int
         Rows of ``X`` the model was trained on (all rows when ``X_val`` was given).
     val_indices_ : ndarray of int or None

@@ -165,8 +165,10 @@ def test_docstring_checker_detects_missing_sections():
 # --- doctests --------------------------------------------------------------------------------
 @pytest.mark.parametrize("module_name", ["mtif_sklearn.linear._ridge",
                                          "mtif_sklearn.linear._logistic",
-                                         "mtif_sklearn.selection"])
-def test_linear_module_doctests_pass(module_name):
+                                         "mtif_sklearn.selection",
+                                         "mtif_sklearn.influence._mtif",
+                                         "mtif_sklearn.datasets._synthetic"])
+def test_module_doctests_pass(module_name):
     # The Examples of MultitaskRidge / MultitaskLogistic / NegativeTransferSelector are
     # executable documentation.
     module = importlib.import_module(module_name)
