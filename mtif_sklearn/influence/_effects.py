@@ -13,6 +13,9 @@ where z_k = H_kk^-1 v_k^t, W_l = H_ll^-1 H_l,K+1 and x_k = N^-1 (v_k^s - H_K+1,k
 shared part of H^-1 v_k. The second term is the between-task (shared) path of Proposition 1.
 """
 
+import numpy as np
+
+from ..backend import is_numpy_namespace
 from ._arrow import solve_schur, solve_task_blocks
 
 __all__ = ["perturbation_effects", "target_solves"]
@@ -46,8 +49,19 @@ def target_solves(factor, val_task, val_shared):
 def reduced_gradients(factor, codes, grad_task, grad_shared):
     """g^s - W_l^T g^t for every row (its gradient pushed onto the shared block)."""
     xp = factor.xp
-    solved = factor.coupling_solved[codes]  # (m, q, p)
-    reduced = -xp.matmul(grad_task[:, None, :], solved)[:, 0, :]
+    if is_numpy_namespace(xp):
+        # One GEMM per task present (rows grouped by task) instead of a (m, q, p) gather.
+        codes = np.asarray(codes)
+        order = np.argsort(codes, kind="stable")
+        present, starts = np.unique(codes[order], return_index=True)
+        bounds = np.append(starts, codes.size)
+        reduced = np.empty((codes.size, factor.coupling_solved.shape[2]))
+        for task, start, stop in zip(present, bounds[:-1], bounds[1:], strict=True):
+            rows = order[start:stop]
+            reduced[rows] = -(grad_task[rows] @ factor.coupling_solved[task])
+    else:
+        solved = factor.coupling_solved[codes]  # (m, q, p): one batched product on the device
+        reduced = -xp.matmul(grad_task[:, None, :], solved)[:, 0, :]
     if grad_shared is not None:
         reduced = reduced + grad_shared
     return reduced
@@ -78,11 +92,9 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
     xp = factor.xp
     reduced = reduced_gradients(factor, codes, grad_task, grad_shared)
     effects = xp.matmul(reduced, x_shared)
+    # Within-task path: only column codes[i] of row i (Proposition 1, first term).
     within = xp.sum(grad_task * z[codes], axis=1)
-    n_tasks = z.shape[0]
-    task_ids = xp.arange(n_tasks, dtype=codes.dtype)
-    onehot = xp.astype(task_ids[None, :] == codes[:, None], effects.dtype)
-    effects = effects + onehot * within[:, None]
+    effects[xp.arange(effects.shape[0]), codes] += within
     if return_reduced:
         return effects, reduced
     return effects

@@ -250,10 +250,21 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         train = model._mtif_objective(X, y, tasks=tasks, sample_weight=sample_weight)
         val = model._mtif_objective(X_val, y_val, tasks=tasks_val)
         block_size = max(train.n_task_params, train.n_shared_params)
+        # Small factorisations on one BLAS thread; the large row-effect products keep them all.
         with single_blas_thread(self._xp, block_size):
-            self._compute_effects(train, val)
+            self._factor_and_solve_targets(train, val)
+        xp, n_tasks = self._xp, len(self.tasks_)
+        self._train_objective = train
+        self.influence_ = self._row_effects(train, train.row_weights)
 
-    def _compute_effects(self, train, val):
+        task_grad, task_shared = train.task_gradients()
+        task_effects = perturbation_effects(
+            self._factor, self._z, self._x_shared, xp.asarray(np.arange(n_tasks)),
+            xp.asarray(task_grad), None if task_shared is None else xp.asarray(task_shared))
+        self.task_influence_ = self._finish(task_effects)
+
+    def _factor_and_solve_targets(self, train, val):
+        """Factor the arrow Hessian and solve H^-1 v_k for every task's validation gradient."""
         xp = self._xp
         n_tasks = len(self.tasks_)
 
@@ -288,17 +299,11 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
                                                 xp.asarray(val_shared))
         self._val_missing = missing
 
-        self._train_objective = train
-        self.influence_ = self._row_effects(train, train.row_weights)
-
-        task_grad, task_shared = train.task_gradients()
-        task_effects = perturbation_effects(
-            self._factor, self._z, self._x_shared, xp.asarray(np.arange(n_tasks)),
-            xp.asarray(task_grad), None if task_shared is None else xp.asarray(task_shared))
-        self.task_influence_ = self._finish(task_effects)
-
     def _chunks(self, n_rows, q, p):
-        size = self.batch_size or max(1, _CHUNK_NUMBERS // max(1, q * p))
+        # Numbers held per row of a chunk: gradient, reduced gradient, output row, and on
+        # non-NumPy backends the gathered (q, p) block W_l of the row's task.
+        per_row = q + p + len(self.tasks_) + (0 if self._backend_name == "numpy" else q * p)
+        size = self.batch_size or max(1, _CHUNK_NUMBERS // per_row)
         return [slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
 
     def _row_effects(self, objective, row_weights):
@@ -306,23 +311,24 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         xp = self._xp
         q, p = self._factor.coupling.shape[1:]
 
-        def chunk_effects(rows):
+        effects = np.empty((len(objective.codes), len(self.tasks_)))
+
+        def chunk_effects(rows):  # each chunk fills its own rows of ``effects``
             grad_task, grad_shared = objective.row_gradients(rows)
             weight = row_weights[rows][:, None]
-            return to_numpy(perturbation_effects(
+            effects[rows] = to_numpy(perturbation_effects(
                 self._factor, self._z, self._x_shared, xp.asarray(objective.codes[rows]),
                 xp.asarray(grad_task * weight),
                 None if grad_shared is None else xp.asarray(grad_shared * weight)))
 
         chunks = self._chunks(len(objective.codes), q, p)
         n_jobs = self.n_jobs if is_numpy_namespace(xp) else 1
-        parts = Parallel(n_jobs=n_jobs, prefer="threads", verbose=self.verbose)(
+        Parallel(n_jobs=n_jobs, prefer="threads", verbose=self.verbose)(
             delayed(chunk_effects)(rows) for rows in chunks)
-        effects = np.vstack(parts) if parts else np.zeros((0, len(self.tasks_)))
         return self._finish(effects)
 
     def _finish(self, effects):
-        effects = np.array(to_numpy(effects), dtype=np.float64)
+        effects = np.asarray(to_numpy(effects), dtype=np.float64)
         if self._val_missing.size:
             effects[:, self._val_missing] = np.nan
         return effects
