@@ -105,23 +105,14 @@ def run_demo(output_dir="mtif_output", random_state=0, print_fn=print):
     except ImportError:
         print_fn("\n(matplotlib not installed: no plot; pip install 'mtif-sklearn[plot]')")
         return influence
+    from .plotting import TaskInfluenceDisplay
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    masked = task_matrix.copy()
-    np.fill_diagonal(masked, np.nan)
-    limit = np.nanmax(np.abs(masked))
-    image = ax.imshow(masked, cmap="RdBu", vmin=-limit, vmax=limit)
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("target task k (validation loss)")
-    ax.set_ylabel("removed task l")
-    ax.set_title("MTIF task influence (blue helps, red hurts)")
-    fig.colorbar(image, ax=ax, label="effect on validation loss")
-    fig.tight_layout()
+    display = TaskInfluenceDisplay.from_estimator(influence)
     path = output_dir / "task_influence.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    display.figure_.savefig(path, dpi=120)
+    plt.close(display.figure_)
     print_fn(f"\nHeatmap written to {path}")
     return influence
 
