@@ -232,6 +232,12 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         so it means NumPy/SciPy here.
     damping : float, default=0.0
         Added to every Hessian block's diagonal by :class:`MTIFInfluence`.
+    method : {"first_order", "newton"}, default="first_order"
+        How :class:`MTIFInfluence` estimates each row's removal effect (its ``method``, with
+        one Newton step): "first_order" is the influence function of the paper; "newton"
+        takes a Newton step on the objective without the row and evaluates the validation loss
+        there (exact leave-one-out for :class:`MultitaskRidge`, closer to it for
+        :class:`MultitaskLogistic`), at the cost of one validation-loss evaluation per row.
     n_jobs : int, default=None
         Folds scored in parallel through joblib.
     verbose : int, default=0
@@ -283,7 +289,7 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         Class labels of a classifier ``estimator_``.
     n_features_in_ : int
         Number of columns of ``X`` seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names of ``X`` in fit, when it had string column names.
 
     See Also
@@ -341,13 +347,14 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "backend": [StrOptions({"auto", "numpy", "cupy"})],
         "damping": [Interval(Real, 0, None, closed="left")],
+        "method": [StrOptions({"first_order", "newton"})],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
     def __init__(self, estimator, *, fraction=0.05, target_tasks=None, cv=5,
                  validation_fraction=0.2, refit_on="train", n_rounds=1, random_state=None,
-                 backend="auto", damping=0.0, n_jobs=None, verbose=0):
+                 backend="auto", damping=0.0, method="first_order", n_jobs=None, verbose=0):
         self.estimator = estimator
         self.fraction = fraction
         self.target_tasks = target_tasks
@@ -358,6 +365,7 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.backend = backend
         self.damping = damping
+        self.method = method
         self.n_jobs = n_jobs
         self.verbose = verbose
 
@@ -446,7 +454,7 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
 
         random_state = check_random_state(self.random_state)
         template = MTIFInfluence(clone(self.estimator), damping=self.damping,
-                                 backend=self.backend)
+                                 backend=self.backend, method=self.method)
         self.scores_ = np.full(n_samples, np.nan)
         self.effects_ = np.full((n_samples, n_tasks), np.nan)
         active = np.arange(n_samples)

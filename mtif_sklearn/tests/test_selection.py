@@ -331,3 +331,21 @@ def test_predict_without_tasks_on_a_multitask_model_raises():
         X, y, tasks=tasks)
     with pytest.raises(ValueError, match="need the task of every row"):
         selector.predict(X)
+
+
+def test_method_newton_is_passed_to_the_influence_it_builds():
+    X, y, tasks = small_regression()
+    newton = NegativeTransferSelector(MultitaskRidge(alpha=0.1), cv=3, method="newton",
+                                      random_state=0).fit(X, y, tasks=tasks)
+    first = NegativeTransferSelector(MultitaskRidge(alpha=0.1), cv=3,
+                                     random_state=0).fit(X, y, tasks=tasks)
+    assert all(inf.method == "newton" for inf in newton.influence_)
+    manual_sum = np.zeros((len(y), 4))
+    for train, val in newton.folds_:
+        manual_sum[train] += MTIFInfluence(MultitaskRidge(alpha=0.1), method="newton").fit(
+            X[train], y[train], tasks=tasks[train], X_val=X[val], y_val=y[val],
+            tasks_val=tasks[val]).influence_
+    # Scores are the cross-fitted Newton (for ridge: exact leave-one-out) effects, which are
+    # not the first-order ones.
+    np.testing.assert_allclose(newton.effects_, manual_sum / 2, rtol=1e-9, atol=1e-14)
+    assert not np.allclose(newton.effects_, first.effects_, rtol=1e-3)
