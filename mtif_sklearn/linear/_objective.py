@@ -18,6 +18,7 @@ models (:class:`LinearMultitaskObjective`).
 import copy
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from scipy.special import expit
 
 from ..backend import single_blas_thread
@@ -153,11 +154,18 @@ class LinearMultitaskObjective:
         first, _ = self.loss.derivatives(self.y[rows], self.raw(rows))
         return self.X_aug[rows] * first[:, None], None
 
+    def _task_indicator(self, row_values=None):
+        """Sparse (n_tasks, n) matrix with ``row_values`` (default 1) at [code_i, i]."""
+        n = self.codes.shape[0]
+        data = np.ones(n) if row_values is None else row_values
+        return csr_matrix((data, (self.codes, np.arange(n))), shape=(self.n_tasks, n))
+
     def task_sums(self, values):
         """sum over each task's rows of ``values`` (n, ...) -> (n_tasks, ...)."""
-        out = np.zeros((self.n_tasks,) + values.shape[1:])
-        np.add.at(out, self.codes, values)
-        return out
+        values = np.asarray(values, dtype=np.float64)
+        flat = values.reshape(values.shape[0], -1)
+        return np.asarray(self._task_indicator() @ flat).reshape(
+            (self.n_tasks,) + values.shape[1:])
 
     def penalty_values(self):
         """alpha_k ||beta_k - g||^2 for every task, and the shared penalty."""
@@ -175,8 +183,9 @@ class LinearMultitaskObjective:
     def task_gradients(self):
         """Gradient of each task's term T_k (data + its regulariser; eq. 13):
         task parts (n_tasks, q) and shared parts (n_tasks, q)."""
-        task_grad, _ = self.row_gradients()
-        data = self.task_sums(task_grad * self.row_weights[:, None])
+        first, _ = self.loss.derivatives(self.y, self.raw())
+        # sum_i w_i l'_i x_i per task as one sparse product (no (n, q) temporary).
+        data = np.asarray(self._task_indicator(self.row_weights * first) @ self.X_aug)
         tie = 2.0 * self.alpha[:, None] * (self.coef - self.shared)
         return data + tie, -tie
 
@@ -305,11 +314,12 @@ class LinearMultitaskObjective:
         """
         q = self.n_task_params
         _, second = self.loss.derivatives(self.y, self.raw())
-        scaled = self.X_aug * (second * self.row_weights)[:, None]
+        curvature = second * self.row_weights
         task_blocks = np.empty((self.n_tasks, q, q))
-        for k in range(self.n_tasks):
+        for k in range(self.n_tasks):  # one task's rows at a time: memory O(n_k q)
             rows = self._order[self._starts[k]:self._starts[k + 1]]
-            task_blocks[k] = self.X_aug[rows].T @ scaled[rows]
+            X_task = self.X_aug[rows]
+            task_blocks[k] = X_task.T @ (X_task * curvature[rows, None])
         eye = np.eye(q)
         task_blocks += 2.0 * self.alpha[:, None, None] * eye
         coupling = -2.0 * self.alpha[:, None, None] * eye
