@@ -15,7 +15,7 @@ from sklearn.utils.parallel import Parallel, delayed
 
 from .backend import to_numpy
 
-__all__ = ["loo_effects", "loto_effects", "validation_losses"]
+__all__ = ["group_gains", "loo_effects", "loto_effects", "validation_losses"]
 
 
 def _unfrozen(estimator):
@@ -141,3 +141,104 @@ def loto_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None,
                                X_val, y_val, tasks_val, dropped_tasks=[label])
         for label in base.tasks_)
     return np.asarray(losses) - reference
+
+
+def _fit_on_tasks(estimator, X, y, labels, sample_weight, X_val, y_val, labels_val, tasks_given,
+                  group):
+    """Fit a clone on the rows of the tasks in ``group``; validation loss of each of them."""
+    from sklearn.utils import _safe_indexing
+
+    rows = np.flatnonzero(np.isin(labels, group))
+    rows_val = np.flatnonzero(np.isin(labels_val, group))
+    model = clone(_unfrozen(estimator))
+    model._mtif_fit(_safe_indexing(X, rows), to_numpy(y)[rows],
+                    labels[rows] if tasks_given else None,
+                    None if sample_weight is None else np.asarray(sample_weight)[rows])
+    losses = validation_losses(model, _safe_indexing(X_val, rows_val), to_numpy(y_val)[rows_val],
+                               labels_val[rows_val] if tasks_given else None)
+    return dict(zip(model.tasks_.tolist(), losses.tolist(), strict=True))
+
+
+def group_gains(estimator, X, y, X_val, y_val, groups, *, tasks=None, tasks_val=None,
+                sample_weight=None, relative=False, return_losses=False, n_jobs=None,
+                verbose=0):
+    """Ground-truth multitask gain of task groups over single-task learning, by refitting.
+
+    For every group, the model is fitted on the rows of the group's tasks only, and every
+    member's mean validation loss is compared with the same model fitted on that task alone
+    (single-task learning, STL). Used to evaluate task groupings and to train ETAP's refinement.
+
+    Parameters
+    ----------
+    estimator : multitask estimator
+        Unfitted (or FrozenEstimator-wrapped) model; refitted from a clone for every group.
+    X : array-like of shape (n_samples, n_features)
+        Training rows.
+    y : array-like of shape (n_samples,)
+        Training targets.
+    X_val : array-like of shape (n_val, n_features)
+        Validation rows (every task of every group needs some).
+    y_val : array-like of shape (n_val,)
+        Validation targets.
+    groups : sequence of sequences of task labels
+        The task groups (they may overlap).
+    tasks : array-like of shape (n_samples,), default=None
+        Task labels (not needed with ``task_column``).
+    tasks_val : array-like of shape (n_val,), default=None
+        Validation task labels.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Training row weights.
+    relative : bool, default=False
+        Report ``(L_STL - L_group) / L_STL`` instead of ``L_STL - L_group``.
+    return_losses : bool, default=False
+        Also return the group losses and the single-task losses.
+    n_jobs : int, default=None
+        Parallel refits through joblib (one per group and one per task).
+    verbose : int, default=0
+        joblib progress messages.
+
+    Returns
+    -------
+    gains : ndarray of shape (n_groups, n_tasks)
+        ``[g, k]``: validation-loss decrease of task k when trained in group g rather than
+        alone (positive: the group helps k); NaN when k is not in group g. Columns follow the
+        sorted task labels (``tasks_`` of a model fitted on all of X).
+    group_losses : ndarray of shape (n_groups, n_tasks)
+        Validation loss of each member in its group model (only with ``return_losses``).
+    single_losses : ndarray of shape (n_tasks,)
+        Validation loss of every task trained alone (only with ``return_losses``).
+    """
+    from ._tasks import resolve_tasks, unique_tasks
+
+    base = _unfrozen(estimator)
+    task_column = getattr(base, "task_column", None)
+    _, labels = resolve_tasks(X, tasks, task_column)
+    _, labels_val = resolve_tasks(X_val, tasks_val, task_column)
+    if labels is None or labels_val is None:
+        raise ValueError("group_gains needs the task of every row: pass tasks= and tasks_val= "
+                         "or use a model with task_column.")
+    all_tasks = unique_tasks(labels)
+    groups = [np.asarray(list(g)) for g in groups]
+    for g in groups:
+        unknown = np.setdiff1d(g, all_tasks)
+        if unknown.size:
+            raise ValueError(f"groups name unknown task(s) {unknown.tolist()[:5]}.")
+    tasks_given = task_column is None
+    jobs = [g for g in groups] + [np.array([t]) for t in all_tasks]
+    results = Parallel(n_jobs=n_jobs, verbose=verbose)(
+        delayed(_fit_on_tasks)(estimator, X, y, labels, sample_weight, X_val, y_val, labels_val,
+                               tasks_given, g) for g in jobs)
+    index = {t: k for k, t in enumerate(all_tasks.tolist())}
+    single = np.full(len(all_tasks), np.nan)
+    for t, result in zip(all_tasks.tolist(), results[len(groups):], strict=True):
+        single[index[t]] = result[t]
+    group_losses = np.full((len(groups), len(all_tasks)), np.nan)
+    for g, result in enumerate(results[:len(groups)]):
+        for t, loss in result.items():
+            group_losses[g, index[t]] = loss
+    gains = single[None, :] - group_losses
+    if relative:
+        gains = gains / single[None, :]
+    if return_losses:
+        return gains, group_losses, single
+    return gains

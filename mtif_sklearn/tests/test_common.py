@@ -54,6 +54,8 @@ PUBLIC_MODULES = [
     "mtif_sklearn.datasets",
     "mtif_sklearn.influence",
     "mtif_sklearn.selection",
+    "mtif_sklearn.affinity",
+    "mtif_sklearn.plotting",
 ]
 
 
