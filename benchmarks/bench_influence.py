@@ -325,8 +325,8 @@ def part_d(args):
          "working MiB (peak - those)"],
         rows, title="(d) Peak NumPy memory (tracemalloc) of MTIFInfluence(Frozen ridge).fit")
     print(f"Expected: with batch_size={batch} the working memory stays bounded as rows grow "
-          "10x. The default batch_size=None picks chunks of ~2**24 numbers of the (rows, q, p) "
-          "gather (~128 MiB), so it grows with n until that cap.")
+          "10x. The default batch_size=None picks chunks of ~2**22 numbers (32 MiB) of per-row "
+          "gradients and effects, so it grows with n until that cap.")
 
 
 def part_e(args):

@@ -21,8 +21,8 @@ from ._newton import NewtonRemoval, mean_task_losses, newton_block_size
 
 __all__ = ["MTIFInfluence"]
 
-# Rows per chunk when batch_size is None: keeps the (rows, q, p) gather near 2**24 numbers.
-_CHUNK_NUMBERS = 2**24
+# Rows per chunk when batch_size is None: about 2**22 numbers (32 MiB) of per-row work arrays.
+_CHUNK_NUMBERS = 2**22
 
 
 def _fitted_model(estimator):
@@ -115,8 +115,8 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         step (the removed-row Hessian at the full solution), since a new factorisation per row
         would cost as much as a refit; the gradient alone costs O(n_train) per row and step.
     batch_size : int, default=None
-        Rows per chunk when computing data-level effects (bounded memory). None picks a chunk
-        of about 2**24 numbers.
+        Rows per chunk when computing data-level effects (bounded memory). None picks chunks
+        of about 2**22 numbers (32 MiB) of per-row gradients and effects.
     n_jobs : int, default=None
         Parallel chunks through joblib (threads; NumPy backend only).
     random_state : int, RandomState instance or None, default=None
