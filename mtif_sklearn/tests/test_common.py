@@ -56,6 +56,7 @@ PUBLIC_MODULES = [
     "mtif_sklearn.selection",
     "mtif_sklearn.affinity",
     "mtif_sklearn.plotting",
+    "mtif_sklearn.torch",
 ]
 
 

@@ -1,0 +1,277 @@
+"""SharedBottomAdapter: MTIF for a shared-bottom torch model trained by the user."""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+
+from .._tasks import check_task_labels, encode_tasks, unique_tasks
+from ._estimator import resolve_device
+from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
+
+__all__ = ["SharedBottomAdapter"]
+
+
+def _split_model(model):
+    """(shared module, heads) of a shared-bottom model, duck-typed.
+
+    LibMTL-style models (``get_share_params()`` and ``decoders``) use their ``encoder``; other
+    models need ``shared`` and ``heads`` attributes.
+    """
+    heads = getattr(model, "decoders", None)
+    if heads is None:
+        heads = getattr(model, "heads", None)
+    shared = getattr(model, "encoder", None)
+    if shared is None:
+        shared = getattr(model, "shared", None)
+    if shared is None or heads is None:
+        raise ValueError(
+            f"Cannot find the shared part and the heads of {type(model).__name__}: expected "
+            "LibMTL-style attributes `encoder` and `decoders` (with get_share_params()), or "
+            "`shared` and `heads`. Or pass shared=... and heads=... instead of model.")
+    if hasattr(model, "get_share_params"):
+        declared = {id(p) for p in model.get_share_params()}
+        found = {id(p) for p in shared.parameters()}
+        if declared != found:
+            raise ValueError(
+                "get_share_params() does not return exactly the parameters of model.encoder; "
+                "the adapter needs the shared parameters to form one module. Pass shared=... "
+                "and heads=... explicitly.")
+    return shared, heads
+
+
+def _heads_by_label(heads):
+    """{task label: head} from a dict / ModuleDict (keys) or a list / ModuleList (0..K-1)."""
+    if hasattr(heads, "items"):
+        return dict(heads.items())
+    return dict(enumerate(heads))
+
+
+class SharedBottomAdapter(BaseEstimator):
+    """MTIF for a shared-bottom torch model trained elsewhere (paper Example 2).
+
+    Wraps an already trained network ``f_k(x) = head_k(shared(x))`` so that
+    :class:`~mtif_sklearn.MTIFInfluence` can measure data- and task-level influence on it. The
+    objective the influence refers to is the one the model should have been trained on:
+
+        L = sum_k (1/n_k) sum_i w_ki loss_k(y_ki, f_k(x_ki))
+            + (weight_decay / 2) (||gamma||^2 + sum_k ||theta_k||^2)
+
+    (per-task weighted mean loss plus L2; pass the ``weight_decay`` the model was trained with,
+    as an L2 coefficient). ``fit`` does not train: it records the tasks and the normalisers n_k
+    of the training rows. Influence assumes the model is at a (local) minimum of L. There is no
+    refit (``_mtif_fit``), so :mod:`mtif_sklearn.retrain` needs
+    :class:`SharedBottomRegressor` / :class:`SharedBottomClassifier` or the user's own loop.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, default=None
+        The model: LibMTL-style (``encoder``, ``decoders``, ``get_share_params()``; LibMTL is not
+        imported) or any object with ``shared`` and ``heads`` attributes. Alternatively pass
+        ``shared`` and ``heads``.
+    shared : torch.nn.Module, default=None
+        The shared part f(gamma; x) (used when ``model`` is None).
+    heads : dict, torch.nn.ModuleDict, list or torch.nn.ModuleList, default=None
+        One head per task: keyed by task label (dict / ModuleDict), or task labels 0..K-1
+        (list / ModuleList). All heads must have the same parameter shapes.
+    loss : {"squared_error", "log_loss", "cross_entropy"}, callable or dict, default="squared_error"
+        Per-row loss on a head's output (``loss(output (m, o), target (m,)) -> (m,)``;
+        "cross_entropy" takes integer class targets, "log_loss" one logit and 0/1 targets), or a
+        dict of them per task label.
+    weight_decay : float, default=0.0
+        L2 coefficient lambda of the objective.
+    attribute : {"all", "last", "auto"} or list of str, default="auto"
+        Shared parameters attributed (names from ``shared.named_parameters()``); the others are
+        held fixed. "auto": all when at most 2000 numbers, else the last shared layer.
+    hessian : {"gauss_newton", "exact"}, default="gauss_newton"
+        Gauss-Newton (positive semi-definite) or exact Hessian blocks.
+    batch_size : int, default=None
+        Rows per chunk for per-row gradients and Hessian blocks (bounded memory); None picks
+        chunks of about 2**22 numbers.
+    device : str, default=None
+        Torch device for the computation (float64); None: the device of the shared module.
+
+    Attributes
+    ----------
+    tasks_ : ndarray of shape (n_tasks,)
+        Sorted task labels (the heads' labels).
+    task_weight_sum_ : ndarray of shape (n_tasks,)
+        n_k, the total sample weight of each task's training rows.
+    n_features_in_ : int
+        Number of columns of ``X`` in fit (2-D input).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from mtif_sklearn.torch import SharedBottomAdapter
+    >>> shared = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh()).double()
+    >>> heads = torch.nn.ModuleDict({"a": torch.nn.Linear(4, 1), "b": torch.nn.Linear(4, 1)})
+    >>> adapter = SharedBottomAdapter(shared=shared, heads=heads.double(), weight_decay=0.1)
+    >>> X, y = torch.randn(6, 3).double().numpy(), torch.randn(6).double().numpy()
+    >>> adapter.fit(X, y, tasks=["a", "b"] * 3).tasks_.tolist()
+    ['a', 'b']
+    """
+
+    __metadata_request__fit = {"tasks": True}
+    __metadata_request__predict = {"tasks": True}
+
+    _parameter_constraints: dict = {
+        "model": [object, None],
+        "shared": [object, None],
+        "heads": [object, None],
+        "loss": [StrOptions({"squared_error", "log_loss", "cross_entropy"}), callable, dict],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "attribute": [StrOptions({"auto", "all", "last"}), list],
+        "hessian": [StrOptions({"exact", "gauss_newton"})],
+        "batch_size": [Interval(Real, 1, None, closed="left"), None],
+        "device": [str, None],
+    }
+
+    def __init__(self, model=None, *, shared=None, heads=None, loss="squared_error",
+                 weight_decay=0.0, attribute="auto", hessian="gauss_newton", batch_size=None,
+                 device=None):
+        self.model = model
+        self.shared = shared
+        self.heads = heads
+        self.loss = loss
+        self.weight_decay = weight_decay
+        self.attribute = attribute
+        self.hessian = hessian
+        self.batch_size = batch_size
+        self.device = device
+
+    def _parts(self):
+        if self.model is not None:
+            shared, heads = _split_model(self.model)
+        elif self.shared is None or self.heads is None:
+            raise ValueError("Pass model=..., or both shared=... and heads=... .")
+        else:
+            shared, heads = self.shared, self.heads
+        by_label = _heads_by_label(heads)
+        labels = unique_tasks(check_task_labels(list(by_label), len(by_label), name="heads"))
+        lookup = {(k.item() if hasattr(k, "item") else k): v for k, v in by_label.items()}
+        ordered = [lookup[label.item() if hasattr(label, "item") else label]
+                   for label in labels]
+        return shared, ordered, labels
+
+    def _device(self, shared):
+        if self.device is not None:
+            return resolve_device(self.device)
+        first = next(shared.parameters(), None)
+        return first.device if first is not None else resolve_device("cpu")
+
+    def _labels(self, tasks, n_rows):
+        if tasks is None:
+            if len(self.tasks_) > 1:
+                raise ValueError("This model has several heads: pass tasks=... (one label per "
+                                 "row).")
+            return np.zeros(n_rows, dtype=np.int64)
+        return encode_tasks(check_task_labels(tasks, n_rows), self.tasks_)
+
+    def fit(self, X, y=None, tasks=None, sample_weight=None):
+        """Record the tasks and the normalisers n_k of the training rows (no training).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Training inputs, as the shared module takes them.
+        y : array-like of shape (n_samples,), default=None
+            Targets (unused here; accepted for API consistency).
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of every row (required with more than one head).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights w_ki.
+
+        Returns
+        -------
+        self : SharedBottomAdapter
+        """
+        self._validate_params()
+        _, _, self.tasks_ = self._parts()
+        X = np.asarray(X)
+        if X.ndim == 2:
+            self.n_features_in_ = X.shape[1]
+        codes = self._labels(tasks, X.shape[0])
+        weights = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)),
+                                       dtype=np.float64, ensure_non_negative=True)
+        self.task_weight_sum_ = np.bincount(codes, weights=weights, minlength=len(self.tasks_))
+        empty = np.flatnonzero(self.task_weight_sum_ <= 0)
+        if empty.size:
+            raise ValueError(f"Heads {self.tasks_[empty].tolist()[:5]} have no training rows "
+                             "(total weight 0); every head's task needs rows.")
+        return self
+
+    def _losses(self):
+        if isinstance(self.loss, dict):
+            missing = [t for t in self.tasks_.tolist() if t not in self.loss]
+            if missing:
+                raise ValueError(f"loss is a dict but has no loss for task(s) {missing[:5]}.")
+            return [self.loss[t] for t in self.tasks_.tolist()]
+        return [self.loss] * len(self.tasks_)
+
+    def _targets(self, torch, y, codes, functional, X, names):
+        Y = torch.as_tensor(np.asarray(y, dtype=np.float64), device=X.device)
+        if "cross_entropy" not in names:
+            return Y
+        with torch.no_grad():
+            n_classes = functional.output(functional.theta[0], functional.gamma, X[:1]).shape[1]
+        return torch.nn.functional.one_hot(Y.long(), n_classes).to(torch.float64)
+
+    def _mtif_objective(self, X, y, tasks=None, sample_weight=None):
+        """The objective evaluated on rows (X, y): the protocol MTIFInfluence talks to."""
+        check_is_fitted(self)
+        torch = import_torch()
+        shared, heads, _ = self._parts()
+        device = self._device(shared)
+        X = np.asarray(X)
+        codes = self._labels(tasks, X.shape[0])
+        weights = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)),
+                                       dtype=np.float64, ensure_non_negative=True)
+        names = self._losses()
+        if any(isinstance(n, str) and n == "cross_entropy" for n in names) and \
+                len(set(map(str, names))) > 1:
+            raise ValueError("'cross_entropy' cannot be mixed with other losses across tasks "
+                             "(its targets are one-hot); use a callable per task instead.")
+        functional = FunctionalSharedBottom(shared, heads, self.attribute, device)
+        X_tensor = torch.as_tensor(X, dtype=torch.float64, device=device)
+        Y = self._targets(torch, y, codes, functional, X_tensor,
+                          [n for n in names if isinstance(n, str)])
+        return TorchMultitaskObjective(
+            functional, X_tensor, Y, codes, weights / self.task_weight_sum_[codes],
+            [row_loss(n) for n in names], self.weight_decay, self.hessian,
+            batch_size=None if self.batch_size is None else int(self.batch_size),
+            task_names=self.tasks_.tolist())
+
+    def predict(self, X, tasks=None):
+        """Outputs of every row's task head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_samples, n_outputs)
+        """
+        check_is_fitted(self)
+        torch = import_torch()
+        shared, heads, _ = self._parts()
+        X = np.asarray(X)
+        codes = self._labels(tasks, X.shape[0])
+        functional = FunctionalSharedBottom(shared, heads, "all", self._device(shared))
+        x = torch.as_tensor(X, dtype=torch.float64, device=functional.device)
+        out = None
+        with torch.no_grad():
+            for k in np.unique(codes):
+                rows = np.flatnonzero(codes == k)
+                values = functional.output(functional.theta[k], functional.gamma,
+                                           x[torch.as_tensor(rows, device=x.device)])
+                if out is None:
+                    out = np.empty((X.shape[0], values.shape[1]))
+                out[rows] = values.cpu().numpy()
+        return out

@@ -1,0 +1,762 @@
+"""SharedBottomRegressor, SharedBottomClassifier: shared-bottom MLPs for multitask tabular data."""
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    check_X_y,
+    validate_data,
+)
+
+from .._tasks import encode_tasks, resolve_tasks, train_validation_split_by_task, unique_tasks
+from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
+
+__all__ = ["SharedBottomClassifier", "SharedBottomRegressor"]
+
+
+def resolve_device(device):
+    """``torch.device`` for a device string, with a clear error when CUDA is unavailable."""
+    torch = import_torch()
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was requested but torch.cuda.is_available() is "
+                           "False (no CUDA GPU or a CPU-only torch build). Use device='cpu'.")
+    return resolved
+
+
+def _build_network(n_features, hidden_layer_sizes, activation, n_tasks, n_outputs, seed):
+    """nn.ModuleDict(shared=Sequential MLP, heads=ModuleList of Linear), float64, seeded.
+
+    Only standard torch classes are used so that the fitted estimator pickles.
+    """
+    torch = import_torch()
+    nn = torch.nn
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers, width = [], n_features
+        for size in hidden_layer_sizes:
+            layers += [nn.Linear(width, size, dtype=torch.float64), act()]
+            width = size
+        heads = nn.ModuleList(nn.Linear(width, n_outputs, dtype=torch.float64)
+                              for _ in range(n_tasks))
+        return nn.ModuleDict({"shared": nn.Sequential(*layers), "heads": heads})
+
+
+class _BaseSharedBottom(BaseEstimator):
+    """Shared machinery: validation, task handling, training, and the MTIF protocol."""
+
+    __metadata_request__fit = {"tasks": True}
+    __metadata_request__predict = {"tasks": True}
+    __metadata_request__score = {"tasks": True}
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "adam"})],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "attribute": [StrOptions({"auto", "all", "last"}), list],
+        "hessian": [StrOptions({"exact", "gauss_newton"})],
+        "task_column": [str, Integral, None],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, hidden_layer_sizes=(32,), *, activation="tanh", solver="lbfgs",
+                 weight_decay=1e-3, max_iter=1000, learning_rate=1e-3, batch_size=None, tol=1e-6,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
+                 attribute="auto", hessian="gauss_newton", task_column=None, device="cpu",
+                 random_state=None, verbose=0):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.weight_decay = weight_decay
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.attribute = attribute
+        self.hessian = hessian
+        self.task_column = task_column
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- to be provided by subclasses -----------------------------------------------------------
+    _is_classifier = False
+
+    def _encode_targets(self, y, *, reset):
+        """(targets tensor-ready array, loss name, number of outputs)."""
+        raise NotImplementedError
+
+    # -- validation ----------------------------------------------------------------------------
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not sizes or any(not isinstance(s, Integral) or s < 1 for s in sizes):
+            raise ValueError(
+                "hidden_layer_sizes must hold at least one positive int (the shared layers); "
+                f"got {self.hidden_layer_sizes!r}.")
+        return [int(s) for s in sizes]
+
+    def _validate_features(self, X, tasks, *, reset, y=None):
+        X_features, labels = resolve_tasks(X, tasks, self.task_column)
+        if self.task_column is None:
+            if y is None:
+                X_features = validate_data(self, X, reset=reset, dtype=np.float64)
+            else:
+                X_features, y = validate_data(self, X, y, reset=reset, dtype=np.float64,
+                                              y_numeric=not self._is_classifier)
+        else:
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            if y is None:
+                X_features = check_array(X_features, dtype=np.float64, input_name="X",
+                                         estimator=self)
+            else:
+                X_features, y = check_X_y(X_features, y, dtype=np.float64, estimator=self,
+                                          y_numeric=not self._is_classifier)
+        return X_features, labels, y
+
+    def _task_codes(self, labels, n_samples):
+        if labels is None:
+            if len(self.tasks_) > 1:
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted on {len(self.tasks_)} tasks, so "
+                    "predict/score need the task of every row: pass tasks=... (with "
+                    "sklearn.set_config(enable_metadata_routing=True) inside a Pipeline or "
+                    "GridSearchCV), or construct the model with task_column=... . Scorers drop "
+                    "metadata meant for predict (scikit-learn issue 27977); the model does not "
+                    "guess.")
+            return np.zeros(n_samples, dtype=np.int64)
+        return encode_tasks(labels, self.tasks_)
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
+             dropped_tasks=(), init=None):
+        """Train the network. Private options serve exact refits in :mod:`mtif_sklearn.retrain`.
+
+        ``task_weight_sum`` fixes the normalisers n_k; ``dropped_tasks`` leave the shared fit
+        with their rows and their head's decay (eq. 11), then get their head trained against
+        the final shared layers; ``init`` (a state dict from :meth:`_mtif_init`) warm-starts.
+        """
+        self._validate_params()
+        torch = import_torch()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None.")
+        hidden = self._hidden_sizes()
+        X_features, labels, y = self._validate_features(X, tasks, reset=True, y=y)
+        n_samples = X_features.shape[0]
+        if labels is None:
+            labels = np.zeros(n_samples, dtype=np.int64)
+        self.tasks_ = unique_tasks(labels)
+        codes = encode_tasks(labels, self.tasks_)
+        n_tasks = len(self.tasks_)
+        targets, self._loss_name, n_outputs = self._encode_targets(y, reset=True)
+        sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
+                                             ensure_non_negative=True)
+        if task_weight_sum is None:
+            task_weight_sum = np.bincount(codes, weights=sample_weight, minlength=n_tasks)
+            empty = np.flatnonzero(task_weight_sum <= 0)
+            if empty.size:
+                raise ValueError(
+                    f"Task(s) {self.tasks_[empty].tolist()[:5]} have total sample_weight 0; "
+                    "give each task some positive weight or drop its rows.")
+        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
+        device = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        net = _build_network(X_features.shape[1], hidden, self.activation, n_tasks, n_outputs,
+                             seed)
+        if init is not None:
+            net.load_state_dict({name: torch.as_tensor(np.asarray(value))
+                                 for name, value in init.items()})
+        net = net.to(device)
+
+        active = np.ones(n_tasks, dtype=bool)
+        if len(dropped_tasks):
+            active[encode_tasks(np.asarray(list(dropped_tasks)), self.tasks_)] = False
+        row_weights = sample_weight / self.task_weight_sum_[codes]
+        train_rows = np.arange(n_samples)
+        val_rows = None
+        if self.early_stopping and self.solver == "adam":
+            train_rows, val_rows = train_validation_split_by_task(
+                codes, n_tasks, self.validation_fraction, rng,
+                task_names=self.tasks_.tolist())
+            # The training rows of each task keep a per-task mean (normalised over themselves).
+            kept = np.bincount(codes[train_rows], weights=sample_weight[train_rows],
+                               minlength=n_tasks)
+            row_weights = sample_weight / np.where(kept > 0, kept, 1.0)[codes]
+
+        data = _TrainingData(torch, X_features, targets, codes, row_weights, n_tasks, device)
+        loss = row_loss(self._loss_name)
+        self.n_iter_ = self._train(data, net, loss, active, True, train_rows, val_rows, rng)
+        if not active.all():  # dropped tasks: heads only, against the final shared layers
+            self._train(data, net, loss, ~active, False, train_rows, None, rng)
+        self.module_ = net.to("cpu").eval()
+        self.n_outputs_ = n_outputs
+        return self
+
+    def _train(self, data, net, loss, tasks_mask, train_shared, train_rows, val_rows, rng):
+        torch = data.torch
+        heads = net["heads"]
+        params = [p for k in np.flatnonzero(tasks_mask) for p in heads[int(k)].parameters()]
+        if train_shared:
+            params = list(net["shared"].parameters()) + params
+        decay = self.weight_decay
+
+        def penalty():
+            return 0.5 * decay * sum(torch.sum(p * p) for p in params) if decay else 0.0
+
+        rows = train_rows[tasks_mask[data.codes[train_rows]]
+                          & (data.row_weights[train_rows] > 0)]
+        if rows.size == 0:
+            return 0
+        if self.solver == "lbfgs":
+            optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=self.max_iter,
+                                          max_eval=2 * self.max_iter, tolerance_grad=self.tol,
+                                          tolerance_change=1e-14, history_size=20,
+                                          line_search_fn="strong_wolfe")
+            full = data.index(rows)
+            shared_frozen = None
+            if not train_shared:
+                with torch.no_grad():
+                    shared_frozen = net["shared"](data.X)
+
+            def closure():
+                optimizer.zero_grad()
+                value = data.objective(net, loss, full, shared_frozen) + penalty()
+                value.backward()
+                return value
+
+            optimizer.step(closure)
+            n_iter = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
+            if n_iter >= self.max_iter:
+                warnings.warn(
+                    f"{type(self).__name__}: L-BFGS reached max_iter={self.max_iter} before "
+                    f"the gradient fell below tol={self.tol}; increase max_iter. Influence "
+                    "assumes the objective is minimised.", ConvergenceWarning, stacklevel=4)
+            return n_iter
+
+        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        batch = min(self.batch_size or 200, rows.size)
+        best, best_state, stall, epoch = np.inf, None, 0, 0
+        shared_frozen = None
+        if not train_shared:  # heads only: the shared layers' output is fixed
+            with torch.no_grad():
+                shared_frozen = net["shared"](data.X)
+        for epoch in range(1, self.max_iter + 1):
+            order = rng.permutation(rows)
+            for start in range(0, order.size, batch):
+                chunk = order[start:start + batch]
+                optimizer.zero_grad()
+                value = (data.objective(net, loss, data.index(chunk), shared_frozen)
+                         * (rows.size / chunk.size) + penalty())
+                value.backward()
+                optimizer.step()
+            if val_rows is not None:
+                with torch.no_grad():
+                    score = float(data.validation_objective(net, loss, val_rows))
+                if score < best - self.tol:
+                    best, stall = score, 0
+                    best_state = copy.deepcopy(net.state_dict())
+                else:
+                    stall += 1
+                if self.verbose:
+                    print(f"epoch {epoch}: validation objective {score:.6g}")
+                if stall >= self.n_iter_no_change:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+            self.best_validation_objective_ = best
+        return epoch
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, tasks=None, sample_weight=None):
+        """Train the shared-bottom network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (with the task column when ``task_column`` is set).
+        y : array-like of shape (n_samples,)
+            Targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of every row. Without it (and without ``task_column``) all rows form one
+            task.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights (w_ki in the objective).
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, tasks, sample_weight)
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _raw_outputs(self, X, tasks):
+        """Network outputs (n, o) of every row's task head."""
+        check_is_fitted(self)
+        torch = import_torch()
+        X_features, labels, _ = self._validate_features(X, tasks, reset=False)
+        codes = self._task_codes(labels, X_features.shape[0])
+        device = resolve_device(self.device)
+        net = copy.deepcopy(self.module_).to(device)
+        out = np.empty((X_features.shape[0], self.n_outputs_))
+        with torch.no_grad():
+            x = torch.tensor(X_features, dtype=torch.float64, device=device)
+            z = net["shared"](x)
+            for k in np.unique(codes):
+                rows = np.flatnonzero(codes == k)
+                index = torch.as_tensor(rows, device=device)
+                out[rows] = net["heads"][int(k)](z[index]).cpu().numpy()
+        return out
+
+    # -- multitask objective protocol (DESIGN.md section 4) ------------------------------------
+    def _mtif_objective(self, X, y, tasks=None, sample_weight=None):
+        """The trained objective evaluated on rows (X, y): what MTIFInfluence talks to.
+
+        Every row's weight is ``sample_weight / task_weight_sum_`` (eq. 5). Unknown tasks raise.
+        """
+        check_is_fitted(self)
+        torch = import_torch()
+        X_features, labels, y = self._validate_features(X, tasks, reset=False, y=y)
+        codes = self._task_codes(labels, X_features.shape[0])
+        targets, _, _ = self._encode_targets(y, reset=False)
+        sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
+                                             ensure_non_negative=True)
+        device = resolve_device(self.device)
+        functional = FunctionalSharedBottom(self.module_["shared"], list(self.module_["heads"]),
+                                            self.attribute, device)
+        loss = row_loss(self._loss_name)
+        return TorchMultitaskObjective(
+            functional, torch.tensor(X_features, dtype=torch.float64, device=device),
+            torch.tensor(targets, dtype=torch.float64, device=device), codes,
+            sample_weight / self.task_weight_sum_[codes], [loss] * len(self.tasks_),
+            self.weight_decay, self.hessian, task_names=self.tasks_.tolist())
+
+    def _mtif_fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
+                  dropped_tasks=(), init=None):
+        """Refit with fixed normalisers / dropped tasks / warm start (hook for ``retrain``)."""
+        return self._fit(X, y, tasks, sample_weight, task_weight_sum=task_weight_sum,
+                         dropped_tasks=dropped_tasks, init=init)
+
+    def _mtif_init(self):
+        """The fitted weights (a state dict of NumPy arrays), to warm-start a refit."""
+        check_is_fitted(self)
+        return {name: value.detach().cpu().numpy().copy()
+                for name, value in self.module_.state_dict().items()}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+
+class _TrainingData:
+    """Training rows on the device and the (weighted) data term of the objective."""
+
+    def __init__(self, torch, X, targets, codes, row_weights, n_tasks, device):
+        self.torch = torch
+        self.X = torch.tensor(X, dtype=torch.float64, device=device)  # a copy (X may be read-only)
+        self.Y = torch.tensor(targets, dtype=torch.float64, device=device)
+        self.codes = codes
+        self.row_weights = row_weights
+        self.weights = torch.as_tensor(row_weights, dtype=torch.float64, device=device)
+        self.n_tasks = n_tasks
+        self.device = device
+
+    def index(self, rows):
+        """Rows grouped by task: [(k, index tensor)]."""
+        rows = np.asarray(rows)
+        codes = self.codes[rows]
+        return [(int(k), self.torch.as_tensor(rows[codes == k], device=self.device))
+                for k in np.unique(codes)]
+
+    def objective(self, net, loss, groups, shared_frozen=None):
+        """sum_i w_i / n_k l_i over the grouped rows (heads of the groups' tasks)."""
+        total = 0.0
+        all_rows = self.torch.cat([index for _, index in groups])
+        z_all = (net["shared"](self.X[all_rows]) if shared_frozen is None
+                 else shared_frozen[all_rows])
+        start = 0
+        for k, index in groups:
+            z = z_all[start:start + index.numel()]
+            start += index.numel()
+            out = net["heads"][k](z)
+            total = total + self.torch.sum(self.weights[index] * loss(out, self.Y[index]))
+        return total
+
+    def validation_objective(self, net, loss, rows):
+        """Sum over tasks of the mean loss on the validation rows (early stopping)."""
+        total = 0.0
+        for k, index in self.index(rows):
+            out = net["heads"][k](net["shared"](self.X[index]))
+            total += float(self.torch.mean(loss(out, self.Y[index])))
+        return total
+
+
+class SharedBottomRegressor(RegressorMixin, _BaseSharedBottom):
+    """Shared-bottom MLP for multitask regression (paper Example 2), with the MTIF protocol.
+
+    Every task k predicts with ``f_k(x) = g(theta_k; f(gamma; x))``: a shared MLP
+    f (``hidden_layer_sizes``, the "bottom") and one linear head g per task. Training minimises
+
+        L = sum_k (1/n_k) sum_i w_ki (y_ki - f_k(x_ki))^2
+            + (weight_decay / 2) (||gamma||^2 + sum_k ||theta_k||^2),
+
+    the sum over tasks of each task's weighted mean squared error (n_k = total weight of task k)
+    plus weight decay as an explicit L2 term (Adam is given the gradient of this term, not
+    decoupled decay), so that :class:`~mtif_sklearn.MTIFInfluence`, whose Hessian includes the
+    L2 term, refers to the objective that was trained. Influence assumes a (local) minimum:
+    ``solver="lbfgs"`` (full batch, default) gets there to ``tol``; Adam and early stopping stop
+    elsewhere and make influence approximate. Everything runs in float64 (small tabular
+    networks; exact Hessian blocks need it).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(32,)
+        Widths of the shared layers (at least one).
+    activation : {"tanh", "relu"}, default="tanh"
+        Activation of the shared layers. tanh is smooth, so its exact Hessian is informative;
+        relu has zero second derivative almost everywhere.
+    solver : {"lbfgs", "adam"}, default="lbfgs"
+        Full-batch L-BFGS with a strong-Wolfe line search (deterministic, converges to a
+        stationary point: what influence functions and warm-started refits need), or
+        minibatch Adam.
+    weight_decay : float, default=1e-3
+        lambda of the L2 term (lambda / 2) ||params||^2 on all weights and biases.
+    max_iter : int, default=1000
+        L-BFGS iterations, or Adam epochs.
+    learning_rate : float, default=1e-3
+        Adam step size (ignored by L-BFGS).
+    batch_size : int, default=None
+        Adam minibatch size (None: min(200, n_samples)); each minibatch term is rescaled so that
+        it estimates the full objective.
+    tol : float, default=1e-6
+        L-BFGS stops when the largest absolute gradient entry is below ``tol``; with early
+        stopping, the improvement a validation objective must make.
+    early_stopping : bool, default=False
+        Adam only: hold out ``validation_fraction`` of every task's rows, stop when the
+        validation objective (sum of per-task mean losses) has not improved for
+        ``n_iter_no_change`` epochs, and keep the best weights.
+    validation_fraction : float, default=0.1
+        Held-out fraction per task for early stopping.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    attribute : {"auto", "all", "last"} or list of str, default="auto"
+        Shared parameters whose Hessian block MTIF uses (the heads are always included): "all",
+        "last" (the last shared layer; the others are held fixed), "auto" (all when there are
+        at most 2000 shared parameters, else the last layer), or parameter names of the
+        shared ``nn.Sequential`` (e.g. ``["2.weight", "2.bias"]``).
+    hessian : {"gauss_newton", "exact"}, default="gauss_newton"
+        Hessian blocks for MTIF: the Gauss-Newton matrix (positive semi-definite; definite
+        with weight_decay > 0) or exact second derivatives (can be indefinite for a network:
+        a warning says which damping or option fixes it).
+    task_column : str or int, default=None
+        Column of ``X`` holding the task labels; not used as a feature.
+    device : str, default="cpu"
+        Torch device for training, prediction and influence ("cpu", "cuda", "cuda:1", ...).
+        The fitted module is kept on the CPU so that the estimator pickles anywhere.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the weight initialisation and of Adam's minibatches and validation split.
+    verbose : int, default=0
+        Print the validation objective per epoch (early stopping) when > 0.
+
+    Attributes
+    ----------
+    module_ : torch.nn.ModuleDict
+        The trained network: ``module_["shared"]`` (nn.Sequential) and ``module_["heads"]``
+        (nn.ModuleList, one nn.Linear per task in ``tasks_`` order), float64, on the CPU.
+    tasks_ : ndarray of shape (n_tasks,)
+        Sorted task labels seen in fit.
+    task_weight_sum_ : ndarray of shape (n_tasks,)
+        n_k, the total sample weight of each task.
+    n_outputs_ : int
+        Outputs of every head (1).
+    n_iter_ : int
+        L-BFGS iterations or Adam epochs run.
+    best_validation_objective_ : float
+        Best validation objective (only with early stopping).
+    n_features_in_ : int
+        Number of columns of ``X`` in fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Column names of ``X`` in fit, when it had string column names.
+
+    See Also
+    --------
+    SharedBottomClassifier : The same network with cross-entropy.
+    SharedBottomAdapter : MTIF for a shared-bottom torch model trained elsewhere.
+
+    Examples
+    --------
+    >>> from mtif_sklearn.torch import SharedBottomRegressor
+    >>> from mtif_sklearn.datasets import make_multitask_regression
+    >>> X, y, tasks = make_multitask_regression(n_tasks=3, n_samples_per_task=40,
+    ...                                         n_features=4, random_state=0)
+    >>> reg = SharedBottomRegressor((8,), max_iter=50, random_state=0).fit(X, y, tasks=tasks)
+    >>> reg.predict(X[:2], tasks=tasks[:2]).shape
+    (2,)
+    """
+
+    def _encode_targets(self, y, *, reset):
+        return np.asarray(y, dtype=np.float64), "squared_error", 1
+
+    def predict(self, X, tasks=None):
+        """Predict with every row's task head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to predict.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        return self._raw_outputs(X, tasks)[:, 0]
+
+    def score(self, X, y, tasks=None, sample_weight=None):
+        """R^2 over all rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test rows.
+        y : array-like of shape (n_samples,)
+            True targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        score : float
+        """
+        return r2_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)
+
+
+class SharedBottomClassifier(ClassifierMixin, _BaseSharedBottom):
+    """Shared-bottom MLP for multitask classification (paper Example 2), with the MTIF protocol.
+
+    The network and objective are those of :class:`SharedBottomRegressor` with the squared
+    error replaced by cross-entropy: binary y (two classes overall) gives one logit per head
+    and the logistic loss, more classes give one logit per class and softmax cross-entropy.
+    ``classes_`` are shared by all tasks (a task may see only some of them).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(32,)
+        Widths of the shared layers (at least one).
+    activation : {"tanh", "relu"}, default="tanh"
+        Activation of the shared layers.
+    solver : {"lbfgs", "adam"}, default="lbfgs"
+        Full-batch L-BFGS or minibatch Adam (see :class:`SharedBottomRegressor`).
+    weight_decay : float, default=1e-3
+        lambda of the L2 term (lambda / 2) ||params||^2.
+    max_iter : int, default=1000
+        L-BFGS iterations, or Adam epochs.
+    learning_rate : float, default=1e-3
+        Adam step size.
+    batch_size : int, default=None
+        Adam minibatch size (None: min(200, n_samples)).
+    tol : float, default=1e-6
+        L-BFGS gradient tolerance; early-stopping improvement threshold.
+    early_stopping : bool, default=False
+        Adam only: stop on a per-task validation split.
+    validation_fraction : float, default=0.1
+        Held-out fraction per task for early stopping.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    attribute : {"auto", "all", "last"} or list of str, default="auto"
+        Shared parameters attributed by MTIF (see :class:`SharedBottomRegressor`).
+    hessian : {"gauss_newton", "exact"}, default="gauss_newton"
+        Hessian blocks for MTIF.
+    task_column : str or int, default=None
+        Column of ``X`` holding the task labels.
+    device : str, default="cpu"
+        Torch device.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation and of Adam's minibatches.
+    verbose : int, default=0
+        Progress messages when > 0.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    module_ : torch.nn.ModuleDict
+        The trained network (``"shared"`` and ``"heads"``), float64, on the CPU.
+    tasks_ : ndarray of shape (n_tasks,)
+        Sorted task labels seen in fit.
+    task_weight_sum_ : ndarray of shape (n_tasks,)
+        n_k, the total sample weight of each task.
+    n_outputs_ : int
+        Logits per head (1 for binary y).
+    n_iter_ : int
+        L-BFGS iterations or Adam epochs run.
+    best_validation_objective_ : float
+        Best validation objective (only with early stopping).
+    n_features_in_ : int
+        Number of columns of ``X`` in fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Column names of ``X`` in fit, when it had string column names.
+
+    See Also
+    --------
+    SharedBottomRegressor : The same network with the squared error.
+
+    Examples
+    --------
+    >>> from mtif_sklearn.torch import SharedBottomClassifier
+    >>> from mtif_sklearn.datasets import make_multitask_classification
+    >>> X, y, tasks = make_multitask_classification(n_tasks=3, n_samples_per_task=40,
+    ...                                             n_features=4, random_state=0)
+    >>> clf = SharedBottomClassifier((8,), max_iter=50, random_state=0).fit(X, y, tasks=tasks)
+    >>> clf.predict_proba(X[:2], tasks=tasks[:2]).shape
+    (2, 2)
+    """
+
+    __metadata_request__predict_proba = {"tasks": True}
+    __metadata_request__predict_log_proba = {"tasks": True}
+    __metadata_request__decision_function = {"tasks": True}
+
+    _is_classifier = True
+
+    def _encode_targets(self, y, *, reset):
+        if reset:
+            check_classification_targets(y)
+            self.classes_ = np.unique(y)
+            if self.classes_.shape[0] < 2:
+                raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got 1 "
+                                 f"class: {self.classes_.tolist()}.")
+        y = np.asarray(y)
+        unknown = ~np.isin(y, self.classes_)
+        if np.any(unknown):
+            raise ValueError(f"y has labels {np.unique(y[unknown]).tolist()[:5]} that are not "
+                             f"among classes_ {self.classes_.tolist()}.")
+        index = np.searchsorted(self.classes_, y)
+        if self.classes_.shape[0] == 2:
+            return index.astype(np.float64), "log_loss", 1
+        return np.eye(self.classes_.shape[0])[index], "cross_entropy", self.classes_.shape[0]
+
+    def decision_function(self, X, tasks=None):
+        """Logits of every row's task head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Log-odds of ``classes_[1]`` for binary y, else one logit per class.
+        """
+        out = self._raw_outputs(X, tasks)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict_proba(self, X, tasks=None):
+        """Class probabilities under every row's task head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        return np.exp(self.predict_log_proba(X, tasks=tasks))
+
+    def predict_log_proba(self, X, tasks=None):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        out = self._raw_outputs(X, tasks)
+        if out.shape[1] == 1:
+            raw = out[:, 0]
+            return np.column_stack([-np.logaddexp(0.0, raw), -np.logaddexp(0.0, -raw)])
+        shifted = out - out.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    def predict(self, X, tasks=None):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to classify.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        out = self._raw_outputs(X, tasks)
+        index = (out[:, 0] > 0).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
+        return self.classes_[index]
+
+    def score(self, X, y, tasks=None, sample_weight=None):
+        """Accuracy over all rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test rows.
+        y : array-like of shape (n_samples,)
+            True labels.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        score : float
+        """
+        return accuracy_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)

@@ -1,0 +1,414 @@
+"""The shared-bottom network objective as the multitask objective protocol (DESIGN.md section 4).
+
+A shared-bottom network (paper Example 2) predicts task k's rows with
+``f_k(x) = g(theta_k; f(gamma; x))``: a shared module f with parameters gamma and one head g per
+task with parameters theta_k. The objective the influence refers to is
+
+    L = sum_k (1/n_k) sum_i w_ki l_k(y_ki, f_k(x_ki))
+        + (weight_decay / 2) (||gamma||^2 + sum_k ||theta_k||^2),
+
+i.e. the sum over tasks of each task's weighted mean loss (paper eq. 2 with sigma weights, eq. 5)
+plus weight decay written as an L2 term, so that the Hessian includes it. Task k's term
+``T_k = (1/n_k) sum_i w_ki l_ki + (weight_decay / 2) ||theta_k||^2`` carries its head's decay
+(removed with the task, eq. 11); the decay of gamma belongs to the shared block.
+
+Only a chosen subset of gamma may be *attributed* (e.g. the last shared layer): the other shared
+parameters are held fixed, so the blocks are those of the objective restricted to
+(theta_1, ..., theta_K, gamma_attributed). Rows only touch their own head, so the Hessian is an
+arrow matrix: H_kk (q, q), H_k,shared (q, p), H_shared (p, p).
+
+Everything is computed with :mod:`torch.func` (vmap over rows, grad / jacrev / hessian) in
+float64 on the model's device, in chunks of rows, and returned as NumPy arrays.
+"""
+
+import numpy as np
+
+__all__ = ["FunctionalSharedBottom", "TorchMultitaskObjective", "import_torch", "row_loss"]
+
+# Rows per chunk are chosen so that a chunk holds about this many float64 numbers.
+_CHUNK_NUMBERS = 2**22
+
+
+def import_torch():
+    """Import torch, with an install hint when it is missing."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "mtif_sklearn.torch needs PyTorch. Install the extra with "
+            "`pip install mtif-sklearn[torch]` (or `pip install torch`)."
+        ) from exc
+    return torch
+
+
+def row_loss(name):
+    """Per-row loss ``loss(output (..., o), target (...) or (..., C)) -> (...)``.
+
+    ``"squared_error"``: (y - f)^2 on a single output; ``"log_loss"``: binary cross-entropy on
+    one logit with y in {0, 1}; ``"cross_entropy"``: softmax cross-entropy on C logits with a
+    one-hot target. A callable is returned as it is (it must follow the same convention and be
+    composable with :mod:`torch.func`).
+    """
+    if callable(name):
+        return name
+    torch = import_torch()
+    if name == "squared_error":
+        return lambda out, y: (out[..., 0] - y) ** 2
+    if name == "log_loss":
+        return lambda out, y: torch.nn.functional.softplus(out[..., 0]) - y * out[..., 0]
+    if name == "cross_entropy":
+        return lambda out, y: torch.logsumexp(out, dim=-1) - (out * y).sum(dim=-1)
+    raise ValueError(f"Unknown loss {name!r}; use 'squared_error', 'log_loss', "
+                     "'cross_entropy' or a callable loss(output, target).")
+
+
+def _last_layer_names(shared):
+    """Parameter names of the last submodule of ``shared`` that holds parameters itself."""
+    last = None
+    for prefix, module in shared.named_modules():
+        own = [name for name, _ in module.named_parameters(recurse=False)]
+        if own:
+            last = [f"{prefix}.{name}" if prefix else name for name in own]
+    if last is None:
+        raise ValueError("The shared module has no parameters; a shared-bottom network needs "
+                         "shared parameters to attribute influence to.")
+    return last
+
+
+def attributed_names(shared, attribute, auto_limit=2000):
+    """Names of the shared parameters whose block enters the Hessian.
+
+    ``"all"``: every shared parameter; ``"last"``: the last shared layer; ``"auto"``: all of
+    them when they are at most ``auto_limit`` numbers, else the last layer; a list: these names
+    (as in ``shared.named_parameters()``).
+    """
+    names = [name for name, p in shared.named_parameters() if p.requires_grad]
+    if isinstance(attribute, str):
+        if attribute == "all":
+            chosen = names
+        elif attribute == "last":
+            chosen = _last_layer_names(shared)
+        elif attribute == "auto":
+            total = sum(p.numel() for _, p in shared.named_parameters())
+            chosen = names if total <= auto_limit else _last_layer_names(shared)
+        else:
+            raise ValueError(f"attribute must be 'all', 'last', 'auto' or a list of shared "
+                             f"parameter names; got {attribute!r}.")
+    else:
+        chosen = list(attribute)
+        unknown = [n for n in chosen if n not in dict(shared.named_parameters())]
+        if unknown:
+            raise ValueError(f"attribute names {unknown[:5]} are not parameters of the shared "
+                             f"module; its parameters are {names[:10]}.")
+    if not chosen:
+        raise ValueError("No shared parameter is attributed; choose at least one.")
+    return chosen
+
+
+class FunctionalSharedBottom:
+    """A shared module and K structurally identical heads as a function of flat parameters.
+
+    Parameters
+    ----------
+    shared : torch.nn.Module
+        The shared part f(gamma; x).
+    heads : sequence of torch.nn.Module
+        One head per task (in task-code order), all with the same parameter names and shapes.
+    attribute : str or list of str
+        Which shared parameters are attributed (see :func:`attributed_names`).
+    device : torch.device
+        Where everything is computed (float64).
+    """
+
+    def __init__(self, shared, heads, attribute, device):
+        torch = import_torch()
+        self.torch = torch
+        self.device = device
+        self.shared = shared
+        self.head = heads[0]
+        dtype = torch.float64
+        params = dict(shared.named_parameters())
+        self.attr_names = attributed_names(shared, attribute)
+        attr = set(self.attr_names)
+        self.fixed = {n: p.detach().to(device=device, dtype=dtype) for n, p in params.items()
+                      if n not in attr}
+        self.fixed.update({n: b.detach().to(device=device, dtype=dtype)
+                           if b.is_floating_point() else b.detach().to(device)
+                           for n, b in shared.named_buffers()})
+        self.attr_shapes = [params[n].shape for n in self.attr_names]
+        self.gamma = torch.cat([params[n].detach().reshape(-1) for n in self.attr_names]).to(
+            device=device, dtype=dtype)
+        head_names = [n for n, _ in self.head.named_parameters()]
+        head_shapes = [p.shape for _, p in self.head.named_parameters()]
+        rows = []
+        for k, head in enumerate(heads):
+            named = list(head.named_parameters())
+            if [n for n, _ in named] != head_names or [p.shape for _, p in named] != head_shapes:
+                raise ValueError(
+                    f"Head {k} does not have the parameters of head 0 ({head_names}, shapes "
+                    f"{[tuple(s) for s in head_shapes]}): the arrow Hessian needs task blocks "
+                    "of one size, so every head must have the same architecture.")
+            rows.append(torch.cat([p.detach().reshape(-1) for _, p in named]))
+        self.head_names, self.head_shapes = head_names, head_shapes
+        self.head_buffers = {n: b.detach().to(device) for n, b in self.head.named_buffers()}
+        self.theta = torch.stack(rows).to(device=device, dtype=dtype)  # (K, q)
+
+    @property
+    def n_task_params(self):
+        return self.theta.shape[1]
+
+    @property
+    def n_shared_params(self):
+        return self.gamma.shape[0]
+
+    def _unflatten(self, flat, names, shapes):
+        out, start = {}, 0
+        for name, shape in zip(names, shapes, strict=True):
+            size = int(np.prod(shape)) if len(shape) else 1
+            out[name] = flat[start:start + size].reshape(shape)
+            start += size
+        return out
+
+    def output(self, theta, gamma, x):
+        """Outputs (m, o) of the head with flat parameters ``theta`` on a batch ``x``."""
+        from torch.func import functional_call
+
+        shared_params = {**self.fixed,
+                         **self._unflatten(gamma, self.attr_names, self.attr_shapes)}
+        z = functional_call(self.shared, shared_params, (x,))
+        head_params = {**self.head_buffers,
+                       **self._unflatten(theta, self.head_names, self.head_shapes)}
+        out = functional_call(self.head, head_params, (z,))
+        return out.reshape(out.shape[0], -1)
+
+
+def _smallest_eigenvalue(blocks):
+    return float(np.min(np.linalg.eigvalsh(blocks)))
+
+
+def _warn_if_indefinite(H_tt, H_ts, H_ss, task_names=None):
+    """Warn (with the fix) when the exact arrow Hessian is not positive definite.
+
+    A network is not convex: away from a strict local minimum the exact Hessian has negative
+    curvature and MTIFInfluence's factorisation raises. The warning says which block, how much
+    damping would fix it, and that hessian="gauss_newton" is positive semi-definite by
+    construction (definite with weight_decay > 0).
+    """
+    import warnings
+
+    task_min = np.linalg.eigvalsh(H_tt).min(axis=1)
+    bad = int(np.argmin(task_min))
+    where, smallest = None, float(task_min[bad])
+    if smallest <= 0:
+        name = bad if task_names is None else task_names[bad]
+        where = f"block of task {name!r}"
+    else:
+        solved = np.linalg.solve(H_tt, H_ts)
+        schur = H_ss - np.einsum("kqp,kqr->pr", H_ts, solved)
+        smallest = _smallest_eigenvalue(0.5 * (schur + schur.T))
+        if smallest <= 0:
+            where = "Schur complement of the shared block"
+    if where is not None:
+        warnings.warn(
+            f"The exact Hessian of the network objective is not positive definite (the {where} "
+            f"has smallest eigenvalue {smallest:.3g}): the fitted network is not at a strict "
+            "local minimum of its regularised objective. MTIFInfluence will raise unless you "
+            f"pass damping > {-smallest:.3g}; alternatively use hessian='gauss_newton' "
+            "(positive semi-definite by construction, definite with weight_decay > 0), raise "
+            "weight_decay, or train closer to convergence (more max_iter).",
+            UserWarning, stacklevel=3)
+
+
+class TorchMultitaskObjective:
+    """The objective of a shared-bottom network evaluated on some rows (the MTIF protocol).
+
+    Parameters
+    ----------
+    functional : FunctionalSharedBottom
+        The network at its fitted parameters.
+    X : torch.Tensor of shape (n, ...)
+        Inputs (float64, on the functional's device).
+    Y : torch.Tensor of shape (n,) or (n, C)
+        Targets in the loss's coding (one-hot for cross-entropy).
+    codes : ndarray of shape (n,)
+        Task index of every row.
+    row_weights : ndarray of shape (n,)
+        w_ki / n_k.
+    losses : list of callables
+        Per-task row loss (see :func:`row_loss`), in task-code order.
+    weight_decay : float
+        L2 coefficient lambda of (lambda / 2) ||params||^2.
+    hessian : {"exact", "gauss_newton"}
+        Exact second derivatives, or the Gauss-Newton matrix sum_i w_i J_i^T (d2 l / d f2) J_i
+        (positive semi-definite for losses convex in the output), plus lambda I in both cases.
+    batch_size : int or None
+        Rows per chunk; None picks chunks of about 2**22 numbers.
+    task_names : list, optional
+        Task labels, for messages.
+    """
+
+    def __init__(self, functional, X, Y, codes, row_weights, losses, weight_decay, hessian,
+                 batch_size=None, task_names=None):
+        self.functional = functional
+        self.X, self.Y = X, Y
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.row_weights = np.asarray(row_weights, dtype=np.float64)
+        self.losses = losses
+        self.weight_decay = float(weight_decay)
+        if hessian not in ("exact", "gauss_newton"):
+            raise ValueError(f"hessian must be 'exact' or 'gauss_newton'; got {hessian!r}.")
+        self.hessian = hessian
+        self.batch_size = batch_size
+        self.task_names = task_names
+        self.n_tasks = functional.theta.shape[0]
+
+    @property
+    def n_task_params(self):
+        return self.functional.n_task_params
+
+    @property
+    def n_shared_params(self):
+        return self.functional.n_shared_params
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _chunk(self, per_row):
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return max(1, _CHUNK_NUMBERS // max(1, per_row))
+
+    def _groups(self, rows):
+        """(task k, positions in ``rows``, row indices) for every task present, in chunks."""
+        index = np.arange(len(self.codes))[rows]
+        codes = self.codes[index]
+        per_row = 4 * (self.n_task_params + self.n_shared_params)
+        size = self._chunk(per_row)
+        for k in np.unique(codes):
+            positions = np.flatnonzero(codes == k)
+            for start in range(0, positions.size, size):
+                chunk = positions[start:start + size]
+                yield int(k), chunk, index[chunk]
+
+    def _rows_tensor(self, idx):
+        torch = self.functional.torch
+        return torch.as_tensor(idx, device=self.X.device)
+
+    def _numpy(self, tensor):
+        return tensor.detach().cpu().numpy().astype(np.float64, copy=False)
+
+    # -- protocol ------------------------------------------------------------------------------
+    def row_losses(self, rows=slice(None)):
+        """Per-row loss l(y_i, f(x_i)) at the fitted parameters (unweighted)."""
+        torch = self.functional.torch
+        n = len(np.arange(len(self.codes))[rows])
+        out = np.empty(n)
+        fn = self.functional
+        with torch.no_grad():
+            for k, pos, idx in self._groups(rows):
+                t = self._rows_tensor(idx)
+                value = self.losses[k](fn.output(fn.theta[k], fn.gamma, self.X[t]), self.Y[t])
+                out[pos] = self._numpy(value)
+        return out
+
+    def row_gradients(self, rows=slice(None)):
+        """Gradients of every row's loss: task part (m, q) and shared part (m, p)."""
+        from torch.func import grad, vmap
+
+        fn = self.functional
+        n = len(np.arange(len(self.codes))[rows])
+        task_part = np.empty((n, self.n_task_params))
+        shared_part = np.empty((n, self.n_shared_params))
+        for k, pos, idx in self._groups(rows):
+            loss = self.losses[k]
+
+            def single(theta, gamma, x, y, loss=loss):
+                return loss(fn.output(theta, gamma, x[None]), y[None])[0]
+
+            t = self._rows_tensor(idx)
+            g_task, g_shared = vmap(grad(single, argnums=(0, 1)), in_dims=(None, None, 0, 0))(
+                fn.theta[k], fn.gamma, self.X[t], self.Y[t])
+            task_part[pos] = self._numpy(g_task)
+            shared_part[pos] = self._numpy(g_shared)
+        return task_part, shared_part
+
+    def task_sums(self, values):
+        """Sum over each task's rows of ``values`` (n, ...) -> (n_tasks, ...)."""
+        out = np.zeros((self.n_tasks,) + values.shape[1:])
+        np.add.at(out, self.codes, values)
+        return out
+
+    def task_gradients(self):
+        """Gradient of every task's term T_k (its weighted data loss and its head's decay):
+        task parts (K, q) and shared parts (K, p)."""
+        task_grad, shared_grad = self.row_gradients()
+        weights = self.row_weights[:, None]
+        decay = self.weight_decay * self._numpy(self.functional.theta)
+        return (self.task_sums(task_grad * weights) + decay,
+                self.task_sums(shared_grad * weights))
+
+    def hessian_blocks(self):
+        """Arrow blocks (H_tt (K, q, q), H_ts (K, q, p), H_ss (p, p)) of the objective."""
+        torch = self.functional.torch
+        fn = self.functional
+        q, p, K = self.n_task_params, self.n_shared_params, self.n_tasks
+        device = fn.gamma.device
+        H_tt = torch.zeros((K, q, q), dtype=torch.float64, device=device)
+        H_ts = torch.zeros((K, q, p), dtype=torch.float64, device=device)
+        H_ss = torch.zeros((p, p), dtype=torch.float64, device=device)
+        weights = torch.as_tensor(self.row_weights, dtype=torch.float64, device=device)
+        exact = self.hessian == "exact"
+        # Rows per chunk: the exact Hessian pushes q + p tangents through every row.
+        size = self._chunk((q + p) * (8 if exact else 2))
+        for k in range(K):
+            rows = np.flatnonzero((self.codes == k) & (self.row_weights != 0))
+            for start in range(0, rows.size, size):
+                t = self._rows_tensor(rows[start:start + size])
+                block = (self._exact_block if exact else self._gauss_newton_block)(
+                    k, self.X[t], self.Y[t], weights[t])
+                H_tt[k] += block[:q, :q]
+                H_ts[k] += block[:q, q:]
+                H_ss += block[q:, q:]
+        eye_q = torch.eye(q, dtype=torch.float64, device=device)
+        H_tt += self.weight_decay * eye_q
+        H_ss += self.weight_decay * torch.eye(p, dtype=torch.float64, device=device)
+        H_tt = 0.5 * (H_tt + H_tt.transpose(1, 2))
+        H_ss = 0.5 * (H_ss + H_ss.T)
+        blocks = self._numpy(H_tt), self._numpy(H_ts), self._numpy(H_ss)
+        if exact:
+            _warn_if_indefinite(*blocks, self.task_names)
+        return blocks
+
+    def _exact_block(self, k, X, Y, w):
+        """Exact Hessian of sum_i w_i l_i over these rows w.r.t. (theta_k, gamma_attributed)."""
+        from torch.func import hessian
+
+        fn, loss, q = self.functional, self.losses[k], self.n_task_params
+        torch = fn.torch
+
+        def total(u):
+            return torch.sum(w * loss(fn.output(u[:q], u[q:], X), Y))
+
+        return hessian(total)(torch.cat([fn.theta[k], fn.gamma]))
+
+    def _gauss_newton_block(self, k, X, Y, w):
+        """sum_i w_i J_i^T (d2 l / d f2) J_i over these rows, J_i = d f / d(theta_k, gamma)."""
+        from torch.func import hessian, jacrev, vmap
+
+        fn, loss = self.functional, self.losses[k]
+        torch = fn.torch
+
+        def single(theta, gamma, x):
+            return fn.output(theta, gamma, x[None])[0]
+
+        J_t, J_s = vmap(jacrev(single, argnums=(0, 1)), in_dims=(None, None, 0))(
+            fn.theta[k], fn.gamma, X)
+        J = torch.cat([J_t, J_s], dim=2)  # (m, o, q + p)
+        with torch.no_grad():
+            out = fn.output(fn.theta[k], fn.gamma, X)
+
+        def loss_single(o, y):
+            return loss(o[None], y[None])[0]
+
+        curvature = vmap(hessian(loss_single))(out, Y) * w[:, None, None]  # (m, o, o)
+        weighted = torch.matmul(curvature, J)  # (m, o, q + p)
+        m, o, n = J.shape
+        return J.reshape(m * o, n).T @ weighted.reshape(m * o, n)
