@@ -88,7 +88,8 @@ def _raise_not_positive_definite(blocks, xp, names, damping):
         f"The Hessian {names[bad]} is not positive definite (smallest eigenvalue "
         f"{smallest[bad]:.3g} with damping={damping:g}). The objective is not strictly convex "
         f"there; pass damping >= {suggestion:g} (damping is added to every block's diagonal), "
-        "or increase the regularisation (alpha / shared_alpha)."
+        "or increase the model's regularisation (alpha / shared_alpha for the linear models, "
+        "weight_decay for networks)."
     )
 
 
