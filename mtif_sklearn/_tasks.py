@@ -5,6 +5,7 @@ MTIFInfluence and the brute-force functions in ``retrain`` agree on them.
 """
 
 import numbers
+from collections.abc import Mapping, Set
 from numbers import Real
 
 import numpy as np
@@ -105,6 +106,12 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
     """
     if hasattr(labels, "to_numpy"):
         labels = labels.to_numpy()
+    if isinstance(labels, Mapping | Set) or hasattr(labels, "tocsr"):
+        # list(dict) would silently give its keys (often 0..n-1: one task per row).
+        raise TypeError(
+            f"{name} must be an array-like with one task label per row (list, NumPy array, "
+            f"pandas Series); got a {type(labels).__name__}."
+        )
     if not isinstance(labels, np.ndarray):
         # Build an object array first: np.asarray([1, "a"]) would silently turn 1 into "1".
         values = list(labels) if not np.isscalar(labels) else labels

@@ -321,6 +321,12 @@ class LinearMultitaskObjective:
             X_task = self.X_aug[rows]
             task_blocks[k] = X_task.T @ (X_task * curvature[rows, None])
         eye = np.eye(q)
+        if not np.all(np.isfinite(task_blocks)):
+            raise ValueError(
+                "The Hessian overflowed float64 (feature values too large: the largest "
+                f"absolute value is {np.abs(self.X_aug).max():.3g}). Scale the features, e.g. with "
+                "sklearn.preprocessing.StandardScaler."
+            )
         task_blocks += 2.0 * self.alpha[:, None, None] * eye
         coupling = -2.0 * self.alpha[:, None, None] * eye
         alpha_in_shared = self.alpha if active is None else self.alpha[active]
@@ -374,8 +380,20 @@ def _newton(objective, tasks_mask, update_shared, max_iter, tol, task_names):
             return iteration - 1, True
         task_blocks, coupling, shared_block = objective.hessian_blocks(active=tasks_mask)
         if update_shared:
-            factor = factor_arrow(task_blocks, coupling, shared_block, active=tasks_mask,
-                                  task_names=task_names)
+            try:
+                factor = factor_arrow(task_blocks, coupling, shared_block, active=tasks_mask,
+                                      task_names=task_names)
+            except ValueError as exc:
+                if "not positive definite" not in str(exc):
+                    raise
+                # The estimators have no damping parameter: say what the user can change.
+                raise ValueError(
+                    f"Cannot fit: {str(exc).split('. ')[0]}, so the shared parameters are not "
+                    f"determined (shared_alpha={objective.shared_alpha:g}; typical causes: "
+                    "collinear or constant features, more features than rows, or huge "
+                    "feature values). Set shared_alpha > 0 (e.g. 1e-3), increase alpha, scale "
+                    "the features or drop redundant ones."
+                ) from exc
             step_task, step_shared = arrow_solve(factor, -task_grad, -shared_grad)
         else:
             factor = factor_arrow(task_blocks, coupling, np.eye(coupling.shape[2]),
