@@ -127,12 +127,14 @@ CASES = [
      lambda: NegativeTransferSelector(R()).fit(X, y, tasks=t).predict(X)),
     ("retrain.loo_effects", "row index out of range",
      lambda: loo_effects(R(), X, y, X, y, tasks=t, tasks_val=t, rows=[1000])),
-    ("retrain.loo_effects", "boolean mask as rows",
+    ("retrain.loo_effects", "boolean mask as rows (one entry per row: used as a mask)",
      lambda: loo_effects(R(), X, y, X, y, tasks=t, tasks_val=t, rows=t == 0)),
     ("retrain.loo_effects", "no tasks_val", lambda: loo_effects(R(), X, y, X, y, tasks=t,
                                                                 rows=[0])),
     ("retrain.loto_effects", "estimator without the MTIF protocol",
      lambda: loto_effects(Ridge(), X, y, X, y, tasks=t, tasks_val=t)),
+    ("retrain.loo_effects", "float row positions",
+     lambda: loo_effects(R(), X, y, X, y, tasks=t, tasks_val=t, rows=[0.5])),
     ("CLI", "unknown task column", lambda: _cli("score-tasks", "DATA", "--task-column", "zz",
                                                 "--target", "sales", "--no-progress")),
     ("CLI", "missing value in a feature", lambda: _cli("score-tasks", "DATA", "--task-column",
@@ -159,7 +161,7 @@ def outcome(func):
     if shown:
         text = " ".join(str(shown[0].message).split())[:90]
         return f"result + ``{shown[0].category.__name__}``: {text}..."
-    return "result (no error; WRONG: the mask is read as row indices 0/1, see issue #8)"
+    return "result (no error)"
 
 
 def main():

@@ -46,7 +46,32 @@ def validation_losses(model, X_val, y_val, tasks_val=None):
         return sums / np.where(counts > 0, counts, np.nan)
 
 
+def _check_rows(rows, n_samples):
+    """Row indices to remove: integers in [-n, n) (a boolean mask is read as a mask)."""
+    if rows is None:
+        return np.arange(n_samples)
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.shape != (n_samples,):
+            raise ValueError(f"rows is a boolean mask of shape {rows.shape}; it needs one entry "
+                             f"per training row ({n_samples}).")
+        return np.flatnonzero(rows)
+    if rows.ndim != 1 or not (rows.size == 0 or np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError("rows must be a 1-d array of integer row positions (or a boolean "
+                         f"mask); got dtype {rows.dtype} and shape {rows.shape}.")
+    if rows.size and (rows.min() < -n_samples or rows.max() >= n_samples):
+        raise ValueError(f"rows must be positions in [0, {n_samples}); got values from "
+                         f"{rows.min()} to {rows.max()}.")
+    return rows.astype(np.int64) % max(n_samples, 1)
+
+
 def _full_fit(estimator, X, y, tasks, sample_weight):
+    if not hasattr(_unfrozen(estimator), "_mtif_fit"):
+        raise TypeError(
+            f"{type(_unfrozen(estimator)).__name__} does not implement the multitask objective "
+            "protocol (_mtif_fit); use MultitaskRidge, MultitaskLogistic or a model from "
+            "mtif_sklearn.torch."
+        )
     model = clone(_unfrozen(estimator))
     model._mtif_fit(X, y, tasks, sample_weight)
     weights = (np.ones(len(y)) if sample_weight is None
@@ -92,7 +117,7 @@ def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, ro
     """
     base, weights = _full_fit(estimator, X, y, tasks, sample_weight)
     reference = validation_losses(base, X_val, y_val, tasks_val)
-    rows = np.arange(len(y)) if rows is None else np.asarray(rows, dtype=np.int64)
+    rows = _check_rows(rows, len(y))
     init = base._mtif_init()
 
     def without(row):

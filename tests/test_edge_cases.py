@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge
 from mtif_sklearn.datasets import make_multitask_classification, make_multitask_regression
-from mtif_sklearn.retrain import loo_effects
+from mtif_sklearn.retrain import loo_effects, loto_effects
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +216,37 @@ def test_single_row_tasks_have_exact_newton_influence_equal_to_refits():
     loo = loo_effects(model, X, y, X, y, tasks=tasks, tasks_val=tasks)
     # One Newton step on a quadratic objective is the exact refit: round-off only.
     np.testing.assert_allclose(inf.influence_, loo, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows, message", [
+    (np.array([0.5, 1.0]), "integer row positions"),
+    (np.array([0, 10_000]), r"positions in \[0, "),
+    (np.ones(3, dtype=bool), "boolean mask of shape"),
+])
+def test_loo_effects_rejects_rows_it_would_misread(rows, message):
+    # Float positions used to be truncated and a short boolean mask read as rows 0/1: both
+    # silently answered a different question. Now they are errors.
+    X, y, tasks = make_multitask_regression(n_tasks=2, n_samples_per_task=10, n_features=2,
+                                            random_state=0)
+    with pytest.raises(ValueError, match=message):
+        loo_effects(MultitaskRidge(), X, y, X, y, tasks=tasks, tasks_val=tasks, rows=rows)
+
+
+def test_loo_effects_boolean_mask_selects_those_rows():
+    X, y, tasks = make_multitask_regression(n_tasks=2, n_samples_per_task=10, n_features=2,
+                                            random_state=0)
+    mask = np.zeros(len(y), dtype=bool)
+    mask[[3, 12]] = True
+    by_mask = loo_effects(MultitaskRidge(), X, y, X, y, tasks=tasks, tasks_val=tasks, rows=mask)
+    by_index = loo_effects(MultitaskRidge(), X, y, X, y, tasks=tasks, tasks_val=tasks,
+                           rows=[3, 12])
+    np.testing.assert_array_equal(by_mask, by_index)
+
+
+def test_retrain_needs_a_protocol_model():
+    from sklearn.linear_model import Ridge
+
+    X, y, tasks = make_multitask_regression(n_tasks=2, n_samples_per_task=10, n_features=2,
+                                            random_state=0)
+    with pytest.raises(TypeError, match="multitask objective protocol"):
+        loto_effects(Ridge(), X, y, X, y, tasks=tasks, tasks_val=tasks)
