@@ -98,10 +98,6 @@ def test_fitted_torch_shared_bottom_round_trips_to_identical_predictions(round_t
                                   net.predict(X, tasks=tasks))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "issue #8: the torch objective kept by MTIFInfluence for transform/sample_influence holds "
-    "the torch module itself (mtif_sklearn/torch/_estimator.py, self.torch), which does not "
-    "pickle; it needs __getstate__/__setstate__ there"))
 @pytest.mark.parametrize("round_trip", ROUND_TRIPS)
 def test_influence_of_a_torch_shared_bottom_round_trips_to_identical_influence(round_trip,
                                                                               regression):

@@ -380,8 +380,12 @@ class _BaseSharedBottom(BaseEstimator):
 class _TrainingData:
     """Training rows on the device and the (weighted) data term of the objective."""
 
+    @property
+    def torch(self):
+        """The torch module (looked up, not stored: a module does not pickle)."""
+        return import_torch()
+
     def __init__(self, torch, X, targets, codes, row_weights, n_tasks, device):
-        self.torch = torch
         self.X = torch.tensor(X, dtype=torch.float64, device=device)  # a copy (X may be read-only)
         self.Y = torch.tensor(targets, dtype=torch.float64, device=device)
         self.codes = codes

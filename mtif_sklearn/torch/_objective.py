@@ -41,6 +41,23 @@ def import_torch():
     return torch
 
 
+def _squared_error(out, y):
+    return (out[..., 0] - y) ** 2
+
+
+def _log_loss(out, y):
+    return import_torch().nn.functional.softplus(out[..., 0]) - y * out[..., 0]
+
+
+def _cross_entropy(out, y):
+    return import_torch().logsumexp(out, dim=-1) - (out * y).sum(dim=-1)
+
+
+# Module-level functions (not lambdas) so that objectives holding them pickle.
+_ROW_LOSSES = {"squared_error": _squared_error, "log_loss": _log_loss,
+               "cross_entropy": _cross_entropy}
+
+
 def row_loss(name):
     """Per-row loss ``loss(output (..., o), target (...) or (..., C)) -> (...)``.
 
@@ -51,13 +68,8 @@ def row_loss(name):
     """
     if callable(name):
         return name
-    torch = import_torch()
-    if name == "squared_error":
-        return lambda out, y: (out[..., 0] - y) ** 2
-    if name == "log_loss":
-        return lambda out, y: torch.nn.functional.softplus(out[..., 0]) - y * out[..., 0]
-    if name == "cross_entropy":
-        return lambda out, y: torch.logsumexp(out, dim=-1) - (out * y).sum(dim=-1)
+    if name in _ROW_LOSSES:
+        return _ROW_LOSSES[name]
     raise ValueError(f"Unknown loss {name!r}; use 'squared_error', 'log_loss', "
                      "'cross_entropy' or a callable loss(output, target).")
 
@@ -120,9 +132,13 @@ class FunctionalSharedBottom:
         Where everything is computed (float64).
     """
 
+    @property
+    def torch(self):
+        """The torch module (looked up, not stored: a module does not pickle)."""
+        return import_torch()
+
     def __init__(self, shared, heads, attribute, device):
         torch = import_torch()
-        self.torch = torch
         self.device = device
         self.shared = shared
         self.head = heads[0]
