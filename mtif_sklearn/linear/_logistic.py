@@ -44,7 +44,10 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
     tol : float, default=1e-8
         Newton stops when the largest absolute gradient entry is below ``tol``. Newton converges
         quadratically, so a tight default costs one or two extra steps and gives parameters
-        accurate enough for influence functions and exact refits.
+        accurate enough for influence functions and exact refits. The threshold is absolute,
+        so it depends on the feature scale: standardise features (``StandardScaler``) whose
+        scale is far from 1. Steps that cannot lower the objective beyond round-off but still
+        shrink the gradient are accepted, so badly scaled features do not stall the fit.
     max_iter : int, default=100
         Maximum number of Newton steps; a ConvergenceWarning is raised when it is reached.
 
