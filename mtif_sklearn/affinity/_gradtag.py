@@ -41,6 +41,7 @@ class _Surrogates:
     def __init__(self, model, X, y, tasks, sample_weight, X_val, y_val, tasks_val,
                  n_components, alpha, rng, task_blocks):
         train = adapter_for(model, X, y, tasks, sample_weight)
+        train.output_features()  # raises NotImplementedError for models without Grad-TAG
         val = adapter_for(model, X_val, y_val, tasks_val)
         self.loss = train.objective.loss
         self.alpha = alpha
@@ -121,7 +122,8 @@ def gradtag_affinity(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=Non
     before projection. By default only the shared block is used: the base model's task heads
     already fit their own task, so with head gradients the surrogate mostly refits each head
     alone and the estimated subset losses barely depend on the other members (measured: near
-    zero affinities that do not separate two opposite clusters of tasks).
+    zero affinities that do not separate two opposite clusters of tasks). Shared-bottom
+    networks are not supported (NotImplementedError); use the other baselines for them.
 
     Parameters
     ----------

@@ -49,6 +49,11 @@ def cosine_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
 
     For the linear models the shared parameters are gamma in the exact reparametrisation
     ``theta_k = gamma + v_k``, so ``g_k`` is the gradient of task k's data loss at theta_k.
+    For a shared-bottom network (``mtif_sklearn.torch``) they are all trainable parameters of
+    the shared bottom (whatever the estimator's ``attribute``), ``g_k`` comes from torch
+    autograd in float64, and the trajectory starts from a seeded default initialisation of the
+    same architecture instead of zero, with L the Gauss-Newton curvature at the start and at the
+    fit (an estimate: a network has no global bound).
 
     Parameters
     ----------
@@ -103,7 +108,9 @@ def tag_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
 
     For the linear models there is no stochastic training run, so the run is full-batch gradient
     descent on the same objective (or points on the path to the solution, see ``trajectory``);
-    with ``theta_k = gamma + v_k`` a shared step moves every theta_j by ``-lr * g_i``.
+    with ``theta_k = gamma + v_k`` a shared step moves every theta_j by ``-lr * g_i``. For a
+    shared-bottom network the step moves all shared-bottom parameters and no head, along the
+    same kind of run started from a seeded default initialisation (see :func:`cosine_affinity`).
 
     Parameters
     ----------
