@@ -68,7 +68,7 @@ def reduced_gradients(factor, codes, grad_task, grad_shared):
 
 
 def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
-                         return_reduced=False):
+                         return_reduced=False, out=None):
     """Effects on every task's validation loss of removing terms with the given gradients.
 
     Parameters
@@ -84,6 +84,8 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
         Shared part (None: zero).
     return_reduced : bool, default=False
         Also return the reduced gradients (m, p).
+    out : ndarray of shape (m, K), optional
+        NumPy only: write the effects into this array (no temporary, no copy).
 
     Returns
     -------
@@ -91,7 +93,10 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
     """
     xp = factor.xp
     reduced = reduced_gradients(factor, codes, grad_task, grad_shared)
-    effects = xp.matmul(reduced, x_shared)
+    if out is not None and is_numpy_namespace(xp):
+        effects = np.matmul(reduced, x_shared, out=out)
+    else:
+        effects = xp.matmul(reduced, x_shared)
     # Within-task path: only column codes[i] of row i (Proposition 1, first term).
     within = xp.sum(grad_task * z[codes], axis=1)
     effects[xp.arange(effects.shape[0]), codes] += within

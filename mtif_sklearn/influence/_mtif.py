@@ -360,18 +360,24 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
 
         effects = np.empty((len(objective.codes), len(self.tasks_)))
 
+        on_numpy = is_numpy_namespace(xp)
+
         def chunk_effects(rows):  # each chunk fills its own rows of ``effects``
             grad_task, grad_shared = objective.row_gradients(rows)
             weight = row_weights[rows][:, None]
-            effects[rows] = to_numpy(perturbation_effects(
+            chunk = perturbation_effects(
                 self._factor, self._z, self._x_shared, xp.asarray(objective.codes[rows]),
                 xp.asarray(grad_task * weight),
-                None if grad_shared is None else xp.asarray(grad_shared * weight)))
+                None if grad_shared is None else xp.asarray(grad_shared * weight),
+                out=effects[rows] if on_numpy else None)
+            if not on_numpy:
+                effects[rows] = to_numpy(chunk)
 
         chunks = self._chunks(len(objective.codes), q, p)
-        n_jobs = self.n_jobs if is_numpy_namespace(xp) else 1
-        Parallel(n_jobs=n_jobs, prefer="threads", verbose=self.verbose)(
-            delayed(chunk_effects)(rows) for rows in chunks)
+        # Chunks write into one shared array: require shared memory, so that a process-based
+        # joblib backend (loky, dask) falls back to threads instead of losing the writes.
+        Parallel(n_jobs=self.n_jobs if on_numpy else 1, require="sharedmem",
+                 verbose=self.verbose)(delayed(chunk_effects)(rows) for rows in chunks)
         return self._finish(effects)
 
     # -- Newton-step removal (method="newton") ------------------------------------------------
