@@ -85,6 +85,8 @@ def test_fitted_selector_round_trips_to_identical_predictions_and_scores(round_t
     np.testing.assert_array_equal(loaded.predict(X, tasks=tasks), sel.predict(X, tasks=tasks))
 
 
+# A short fit is enough to check the round trip; whether L-BFGS converged does not matter.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("round_trip", ROUND_TRIPS)
 def test_fitted_torch_shared_bottom_round_trips_to_identical_predictions(round_trip,
                                                                         regression):
@@ -98,6 +100,7 @@ def test_fitted_torch_shared_bottom_round_trips_to_identical_predictions(round_t
                                   net.predict(X, tasks=tasks))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("round_trip", ROUND_TRIPS)
 def test_influence_of_a_torch_shared_bottom_round_trips_to_identical_influence(round_trip,
                                                                               regression):

@@ -316,10 +316,11 @@ class LinearMultitaskObjective:
         _, second = self.loss.derivatives(self.y, self.raw())
         curvature = second * self.row_weights
         task_blocks = np.empty((self.n_tasks, q, q))
-        for k in range(self.n_tasks):  # one task's rows at a time: memory O(n_k q)
-            rows = self._order[self._starts[k]:self._starts[k + 1]]
-            X_task = self.X_aug[rows]
-            task_blocks[k] = X_task.T @ (X_task * curvature[rows, None])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+            for k in range(self.n_tasks):  # one task's rows at a time: memory O(n_k q)
+                rows = self._order[self._starts[k]:self._starts[k + 1]]
+                X_task = self.X_aug[rows]
+                task_blocks[k] = X_task.T @ (X_task * curvature[rows, None])
         eye = np.eye(q)
         if not np.all(np.isfinite(task_blocks)):
             raise ValueError(
