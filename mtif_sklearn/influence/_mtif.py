@@ -46,6 +46,28 @@ def _host_input(array):
     return to_numpy(array)
 
 
+def _solve_rows_by_task(factor, codes, rhs_task):
+    """z_e = H_kk^-1 g_e for rows e of task k, and H_K+1,k z_e; one solve per task present.
+
+    (A per-row gather of H_kk^-1 would hold an (n_rows, q, q) array.)
+    """
+    xp = factor.xp
+    if not is_numpy_namespace(xp):
+        blocks = xp.linalg.inv(factor.task_blocks)[xp.asarray(codes)]
+        z = xp.matmul(blocks, xp.asarray(rhs_task)[..., None])[..., 0]
+        coupling_t = xp.matrix_transpose(factor.coupling)[xp.asarray(codes)]
+        return z, xp.matmul(coupling_t, z[..., None])[..., 0]
+    codes = np.asarray(codes)
+    z = np.empty((codes.size, factor.task_blocks.shape[-1]))
+    pushed = np.empty((codes.size, factor.coupling.shape[-1]))
+    with single_blas_thread(xp, factor.task_blocks.shape[-1]):
+        for task in np.unique(codes):
+            rows = np.flatnonzero(codes == task)
+            z[rows] = np.linalg.solve(factor.task_blocks[task], rhs_task[rows].T).T
+            pushed[rows] = z[rows] @ factor.coupling[task]
+    return z, pushed
+
+
 def _check_dense(X, name):
     if X is not None and issparse(X):
         raise TypeError(
@@ -552,17 +574,17 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
             return self._wrap(effects, index=self._train_index, columns=columns)
         eval_task, eval_shared = evaluation.row_gradients()
         factor = self._factor
-        eval_codes = xp.asarray(evaluation.codes)
         # H^-1 grad(loss_e): block part z_e and shared part x_e of every evaluation row.
-        with single_blas_thread(xp, factor.task_blocks.shape[-1]):
-            inverse_blocks = xp.linalg.inv(factor.task_blocks)
-        z_eval = xp.matmul(inverse_blocks[eval_codes], xp.asarray(eval_task)[..., None])[..., 0]
-        pushed = xp.matmul(xp.matrix_transpose(factor.coupling)[eval_codes],
-                           z_eval[..., None])[..., 0]
+        z_eval, pushed = _solve_rows_by_task(factor, evaluation.codes, eval_task)
         shared_rhs = -pushed if eval_shared is None else xp.asarray(eval_shared) - pushed
         x_eval = solve_schur(factor, xp.matrix_transpose(shared_rhs))  # (p, n_eval)
-        effects = np.zeros((len(train.codes), len(evaluation.codes)))
-        for rows in self._chunks(len(train.codes), *factor.coupling.shape[1:]):
+        n_eval = len(evaluation.codes)
+        effects = np.zeros((len(train.codes), n_eval))
+        q, p = factor.coupling.shape[1:]
+        # Three (rows, n_eval) arrays per chunk: keep each chunk near _CHUNK_NUMBERS numbers.
+        size = self.batch_size or max(1, _CHUNK_NUMBERS // (q + p + 3 * max(n_eval, 1)))
+        n_train = len(train.codes)
+        for rows in (slice(start, min(start + size, n_train)) for start in range(0, n_train, size)):
             grad_task, grad_shared = train.row_gradients(rows)
             weight = train.row_weights[rows][:, None]
             codes = xp.asarray(train.codes[rows])
