@@ -15,6 +15,7 @@ __all__ = [
     "check_task_labels",
     "encode_tasks",
     "split_task_column",
+    "prediction_task_codes",
     "train_validation_split_by_task",
 ]
 
@@ -224,6 +225,41 @@ def encode_tasks(labels, tasks_, *, unknown="error"):
             )
         codes = np.where(known, clipped, -1)
     return codes
+
+
+def prediction_task_codes(estimator, labels, n_samples, *, unknown="error"):
+    """Task codes of prediction-time rows for a fitted multitask model (-1: shared model).
+
+    A model fitted on several tasks refuses rows without task information rather than guess
+    (DESIGN.md section 3: scorers drop metadata meant for predict, scikit-learn issue 27977).
+
+    Parameters
+    ----------
+    estimator : fitted estimator with ``tasks_``
+        The model predicting.
+    labels : ndarray of shape (n_samples,) or None
+        Task labels of the rows (None when neither ``tasks=`` nor a task column was given).
+    n_samples : int
+        Number of rows.
+    unknown : {"error", "shared"}, default="error"
+        Handling of labels not in ``tasks_`` (see :func:`encode_tasks`).
+
+    Returns
+    -------
+    codes : ndarray of shape (n_samples,), dtype int64
+    """
+    if labels is None:
+        if len(estimator.tasks_) > 1:
+            raise ValueError(
+                f"This {type(estimator).__name__} was fitted on {len(estimator.tasks_)} tasks, "
+                "so predict/score need the task of every row: pass tasks=... (with "
+                "sklearn.set_config(enable_metadata_routing=True) inside a Pipeline or "
+                "GridSearchCV), or construct the model with task_column=... . Scorers drop "
+                "metadata meant for predict (scikit-learn issue 27977); the model does not "
+                "guess."
+            )
+        return np.zeros(n_samples, dtype=np.int64)
+    return encode_tasks(labels, estimator.tasks_, unknown=unknown)
 
 
 def train_validation_split_by_task(codes, n_tasks, validation_fraction, random_state=None,

@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .._tasks import encode_tasks, resolve_tasks, unique_tasks
+from .._tasks import encode_tasks, prediction_task_codes, resolve_tasks, unique_tasks
 from ._objective import LinearMultitaskObjective, augment, fit_linear_multitask
 
 
@@ -58,18 +58,7 @@ class _BaseMultitaskLinear(BaseEstimator):
 
     def _task_codes(self, labels, n_samples, *, unknown="error"):
         """Task codes for prediction-time rows (-1 means: use the shared model)."""
-        if labels is None:
-            if len(self.tasks_) > 1:
-                raise ValueError(
-                    f"This {type(self).__name__} was fitted on {len(self.tasks_)} tasks, so "
-                    "predict/score need the task of every row: pass tasks=... (with "
-                    "sklearn.set_config(enable_metadata_routing=True) inside a Pipeline or "
-                    "GridSearchCV), or construct the model with task_column=... . Scorers drop "
-                    "metadata meant for predict (scikit-learn issue 27977); the model does not "
-                    "guess."
-                )
-            return np.zeros(n_samples, dtype=np.int64)
-        return encode_tasks(labels, self.tasks_, unknown=unknown)
+        return prediction_task_codes(self, labels, n_samples, unknown=unknown)
 
     def _alpha_per_task(self, tasks_):
         if isinstance(self.alpha, dict):

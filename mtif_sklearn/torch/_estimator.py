@@ -19,7 +19,13 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .._tasks import encode_tasks, resolve_tasks, train_validation_split_by_task, unique_tasks
+from .._tasks import (
+    encode_tasks,
+    prediction_task_codes,
+    resolve_tasks,
+    train_validation_split_by_task,
+    unique_tasks,
+)
 from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
 
 __all__ = ["SharedBottomClassifier", "SharedBottomRegressor"]
@@ -140,17 +146,7 @@ class _BaseSharedBottom(BaseEstimator):
         return X_features, labels, y
 
     def _task_codes(self, labels, n_samples):
-        if labels is None:
-            if len(self.tasks_) > 1:
-                raise ValueError(
-                    f"This {type(self).__name__} was fitted on {len(self.tasks_)} tasks, so "
-                    "predict/score need the task of every row: pass tasks=... (with "
-                    "sklearn.set_config(enable_metadata_routing=True) inside a Pipeline or "
-                    "GridSearchCV), or construct the model with task_column=... . Scorers drop "
-                    "metadata meant for predict (scikit-learn issue 27977); the model does not "
-                    "guess.")
-            return np.zeros(n_samples, dtype=np.int64)
-        return encode_tasks(labels, self.tasks_)
+        return prediction_task_codes(self, labels, n_samples)
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
