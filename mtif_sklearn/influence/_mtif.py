@@ -271,6 +271,12 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         model = _fitted_model(self.estimator)
         task_column = model.get_params().get("task_column") if hasattr(model, "get_params") \
             else None
+        if X_val is None and isinstance(self.estimator, FrozenEstimator):
+            raise ValueError(
+                "A FrozenEstimator is already fitted, so no validation rows can be held out of "
+                "its training data: pass X_val, y_val (and tasks_val), and X, y, tasks, "
+                "sample_weight exactly as the model was fitted."
+            )
         if X_val is None:
             if y_val is not None or tasks_val is not None:
                 raise ValueError("y_val/tasks_val were given without X_val.")
@@ -310,6 +316,19 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
 
     def _compute(self, model, X, y, tasks, sample_weight, X_val, y_val, tasks_val):
         train = model._mtif_objective(X, y, tasks=tasks, sample_weight=sample_weight)
+        # Each task's row weights w_i / n_k must sum to 1 over the rows the model was fitted on
+        # (eq. 5); otherwise these are not its training rows (or weights) and every number
+        # below would silently refer to another objective.
+        weight_per_task = np.bincount(train.codes, weights=train.row_weights,
+                                      minlength=len(self.tasks_))
+        mismatch = np.flatnonzero(~np.isclose(weight_per_task, 1.0, rtol=1e-8, atol=0.0))
+        if mismatch.size:
+            raise ValueError(
+                f"The rows (or sample_weight) passed to fit are not the ones the model was "
+                f"fitted on: task(s) {self.tasks_[mismatch].tolist()[:5]} carry "
+                f"{weight_per_task[mismatch][:5].round(6).tolist()} of their training weight. "
+                "With a FrozenEstimator pass X, y, tasks and sample_weight exactly as fitted."
+            )
         val = model._mtif_objective(X_val, y_val, tasks=tasks_val)
         block_size = max(train.n_task_params, train.n_shared_params)
         # Small factorisations on one BLAS thread; the large row-effect products keep them all.

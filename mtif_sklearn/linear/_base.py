@@ -1,6 +1,7 @@
 """Shared machinery of MultitaskRidge and MultitaskLogistic: validation, task handling, fitting."""
 
 import warnings
+from collections.abc import Mapping
 from numbers import Integral, Real
 
 import numpy as np
@@ -27,7 +28,7 @@ class _BaseMultitaskLinear(BaseEstimator):
     __metadata_request__score = {"tasks": True}
 
     _parameter_constraints: dict = {
-        "alpha": [Interval(Real, 0, None, closed="neither"), dict],
+        "alpha": [Interval(Real, 0, None, closed="neither"), Mapping],
         "shared_alpha": [Interval(Real, 0, None, closed="left")],
         "fit_intercept": ["boolean"],
         "task_column": [str, Integral, None],
@@ -61,7 +62,7 @@ class _BaseMultitaskLinear(BaseEstimator):
         return prediction_task_codes(self, labels, n_samples, unknown=unknown)
 
     def _alpha_per_task(self, tasks_):
-        if isinstance(self.alpha, dict):
+        if isinstance(self.alpha, Mapping):
             missing = [t for t in tasks_.tolist() if t not in self.alpha]
             if missing:
                 raise ValueError(

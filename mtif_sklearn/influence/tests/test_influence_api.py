@@ -171,3 +171,30 @@ def test_single_blas_thread_limits_and_restores_blas_threads():
         with single_blas_thread(np, SINGLE_THREAD_MAX_BLOCK + 1):  # large blocks: no change
             assert set(blas_threads()) <= {1}
     assert blas_threads() == before
+
+
+def test_frozen_model_needs_explicit_validation_rows():
+    # Holding rows out of an already-fitted model would validate on its training rows.
+    X, y, tasks = make_multitask_regression(n_tasks=3, n_samples_per_task=20, n_features=3,
+                                            random_state=0)
+    from sklearn.frozen import FrozenEstimator
+
+    frozen = FrozenEstimator(MultitaskRidge().fit(X, y, tasks=tasks))
+    with pytest.raises(ValueError, match="pass X_val"):
+        MTIFInfluence(frozen).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("mismatch", ["fewer_rows", "weights_dropped"])
+def test_frozen_model_with_other_rows_or_weights_is_an_error(mismatch):
+    # Found in review: these used to return numbers off by ~65% of their scale, silently.
+    from sklearn.frozen import FrozenEstimator
+
+    X, y, tasks = make_multitask_regression(n_tasks=3, n_samples_per_task=20, n_features=3,
+                                            random_state=0)
+    weight = np.linspace(0.5, 2.0, len(y))
+    model = MultitaskRidge().fit(X, y, tasks=tasks,
+                                 sample_weight=weight if mismatch == "weights_dropped" else None)
+    rows = slice(None) if mismatch == "weights_dropped" else slice(0, 50)
+    with pytest.raises(ValueError, match="not the ones the model was fitted on"):
+        MTIFInfluence(FrozenEstimator(model)).fit(X[rows], y[rows], tasks=tasks[rows],
+                                                  X_val=X, y_val=y, tasks_val=tasks)
