@@ -100,8 +100,10 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     ----------
     estimator : estimator object
         A multitask model exposing the objective protocol (:class:`MultitaskRidge`,
-        :class:`MultitaskLogistic`). Unfitted: cloned and fitted on the training rows. Already
-        fitted: wrap it in :class:`sklearn.frozen.FrozenEstimator`.
+        :class:`MultitaskLogistic`, the models of :mod:`mtif_sklearn.torch`). Unfitted: cloned
+        and fitted on the training rows. Already fitted: wrap it in
+        :class:`sklearn.frozen.FrozenEstimator` and pass ``fit`` exactly the rows (and
+        ``sample_weight``) it was fitted on plus ``X_val``; other rows raise an error.
     validation_fraction : float, default=0.2
         When ``X_val`` is not given, this fraction of every task's rows (stratified by task) is
         held out for validation and the model is fitted on the rest.
