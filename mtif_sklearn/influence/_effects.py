@@ -15,7 +15,8 @@ shared part of H^-1 v_k. The second term is the between-task (shared) path of Pr
 
 import numpy as np
 
-from ..backend import is_numpy_namespace
+from .._tasks import group_rows_by_task
+from ..backend import is_numpy_namespace, single_blas_thread
 from ._arrow import solve_schur, solve_task_blocks
 
 __all__ = ["perturbation_effects", "target_solves"]
@@ -46,18 +47,33 @@ def target_solves(factor, val_task, val_shared):
     return z, x_shared
 
 
+def solve_rows_by_task(factor, codes, rhs_task):
+    """z_e = H_kk^-1 g_e for rows e of task k, and H_K+1,k z_e; one solve per task present.
+
+    (A per-row gather of H_kk^-1 would hold an (n_rows, q, q) array.)
+    """
+    xp = factor.xp
+    if not is_numpy_namespace(xp):
+        blocks = xp.linalg.inv(factor.task_blocks)[xp.asarray(codes)]
+        z = xp.matmul(blocks, xp.asarray(rhs_task)[..., None])[..., 0]
+        coupling_t = xp.matrix_transpose(factor.coupling)[xp.asarray(codes)]
+        return z, xp.matmul(coupling_t, z[..., None])[..., 0]
+    z = np.empty((len(codes), factor.task_blocks.shape[-1]))
+    pushed = np.empty((len(codes), factor.coupling.shape[-1]))
+    with single_blas_thread(xp, factor.task_blocks.shape[-1]):
+        for task, rows in group_rows_by_task(codes):
+            z[rows] = np.linalg.solve(factor.task_blocks[task], rhs_task[rows].T).T
+            pushed[rows] = z[rows] @ factor.coupling[task]
+    return z, pushed
+
+
 def reduced_gradients(factor, codes, grad_task, grad_shared):
     """g^s - W_l^T g^t for every row (its gradient pushed onto the shared block)."""
     xp = factor.xp
     if is_numpy_namespace(xp):
         # One GEMM per task present (rows grouped by task) instead of a (m, q, p) gather.
-        codes = np.asarray(codes)
-        order = np.argsort(codes, kind="stable")
-        present, starts = np.unique(codes[order], return_index=True)
-        bounds = np.append(starts, codes.size)
-        reduced = np.empty((codes.size, factor.coupling_solved.shape[2]))
-        for task, start, stop in zip(present, bounds[:-1], bounds[1:], strict=True):
-            rows = order[start:stop]
+        reduced = np.empty((len(codes), factor.coupling_solved.shape[2]))
+        for task, rows in group_rows_by_task(codes):
             reduced[rows] = -(grad_task[rows] @ factor.coupling_solved[task])
     else:
         solved = factor.coupling_solved[codes]  # (m, q, p): one batched product on the device

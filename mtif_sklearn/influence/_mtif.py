@@ -16,7 +16,12 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .._tasks import encode_tasks, resolve_tasks, train_validation_split_by_task, unique_tasks
 from ..backend import get_backend, is_numpy_namespace, single_blas_thread, to_numpy
 from ._arrow import factor_arrow, solve_schur
-from ._effects import perturbation_effects, reduced_gradients, target_solves
+from ._effects import (
+    perturbation_effects,
+    reduced_gradients,
+    solve_rows_by_task,
+    target_solves,
+)
 from ._newton import NewtonRemoval, mean_task_losses, newton_block_size
 
 __all__ = ["MTIFInfluence"]
@@ -44,28 +49,6 @@ def _host_input(array):
     if hasattr(array, "tocsr") or hasattr(array, "toarray"):
         return array
     return to_numpy(array)
-
-
-def _solve_rows_by_task(factor, codes, rhs_task):
-    """z_e = H_kk^-1 g_e for rows e of task k, and H_K+1,k z_e; one solve per task present.
-
-    (A per-row gather of H_kk^-1 would hold an (n_rows, q, q) array.)
-    """
-    xp = factor.xp
-    if not is_numpy_namespace(xp):
-        blocks = xp.linalg.inv(factor.task_blocks)[xp.asarray(codes)]
-        z = xp.matmul(blocks, xp.asarray(rhs_task)[..., None])[..., 0]
-        coupling_t = xp.matrix_transpose(factor.coupling)[xp.asarray(codes)]
-        return z, xp.matmul(coupling_t, z[..., None])[..., 0]
-    codes = np.asarray(codes)
-    z = np.empty((codes.size, factor.task_blocks.shape[-1]))
-    pushed = np.empty((codes.size, factor.coupling.shape[-1]))
-    with single_blas_thread(xp, factor.task_blocks.shape[-1]):
-        for task in np.unique(codes):
-            rows = np.flatnonzero(codes == task)
-            z[rows] = np.linalg.solve(factor.task_blocks[task], rhs_task[rows].T).T
-            pushed[rows] = z[rows] @ factor.coupling[task]
-    return z, pushed
 
 
 def _check_dense(X, name):
@@ -389,10 +372,8 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
                                                 xp.asarray(val_shared))
         self._val_missing = missing
 
-    def _chunks(self, n_rows, q, p):
-        # Numbers held per row of a chunk: gradient, reduced gradient, output row, and on
-        # non-NumPy backends the gathered (q, p) block W_l of the row's task.
-        per_row = q + p + len(self.tasks_) + (0 if self._backend_name == "numpy" else q * p)
+    def _chunks(self, n_rows, per_row):
+        """Row slices of ``batch_size`` rows, or of ~_CHUNK_NUMBERS numbers at ``per_row`` each."""
         size = self.batch_size or max(1, _CHUNK_NUMBERS // per_row)
         return [slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
 
@@ -416,7 +397,10 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
             if not on_numpy:
                 effects[rows] = to_numpy(chunk)
 
-        chunks = self._chunks(len(objective.codes), q, p)
+        # Numbers held per row of a chunk: gradient, reduced gradient, output row, and on
+        # non-NumPy backends the gathered (q, p) block W_l of the row's task.
+        per_row = q + p + len(self.tasks_) + (0 if on_numpy else q * p)
+        chunks = self._chunks(len(objective.codes), per_row)
         # Chunks write into one shared array: require shared memory, so that a process-based
         # joblib backend (loky, dask) falls back to threads instead of losing the writes.
         Parallel(n_jobs=self.n_jobs if on_numpy else 1, require="sharedmem",
@@ -596,16 +580,14 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         eval_task, eval_shared = evaluation.row_gradients()
         factor = self._factor
         # H^-1 grad(loss_e): block part z_e and shared part x_e of every evaluation row.
-        z_eval, pushed = _solve_rows_by_task(factor, evaluation.codes, eval_task)
+        z_eval, pushed = solve_rows_by_task(factor, evaluation.codes, eval_task)
         shared_rhs = -pushed if eval_shared is None else xp.asarray(eval_shared) - pushed
         x_eval = solve_schur(factor, xp.matrix_transpose(shared_rhs))  # (p, n_eval)
         n_eval = len(evaluation.codes)
         effects = np.zeros((len(train.codes), n_eval))
         q, p = factor.coupling.shape[1:]
-        # Three (rows, n_eval) arrays per chunk: keep each chunk near _CHUNK_NUMBERS numbers.
-        size = self.batch_size or max(1, _CHUNK_NUMBERS // (q + p + 3 * max(n_eval, 1)))
-        n_train = len(train.codes)
-        for rows in (slice(start, min(start + size, n_train)) for start in range(0, n_train, size)):
+        # Three (rows, n_eval) arrays per chunk besides the gradients.
+        for rows in self._chunks(len(train.codes), q + p + 3 * max(n_eval, 1)):
             grad_task, grad_shared = train.row_gradients(rows)
             weight = train.row_weights[rows][:, None]
             codes = xp.asarray(train.codes[rows])

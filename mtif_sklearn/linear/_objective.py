@@ -21,6 +21,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.special import expit
 
+from .._tasks import group_rows_by_task
 from ..backend import single_blas_thread
 from ..influence._arrow import arrow_solve, factor_arrow, solve_task_blocks
 
@@ -223,19 +224,16 @@ class LinearMultitaskObjective:
         every = isinstance(rows, slice) and rows == slice(None)
         rows = np.arange(len(self.codes))[rows]
         if every:  # the cached task order of all rows
-            order, bounds = self._order, self._starts
-            present = np.arange(self.n_tasks)
+            groups = [(k, self._order[self._starts[k]:self._starts[k + 1]])
+                      for k in range(self.n_tasks)]
         else:
-            codes = self.codes[rows]
-            order = np.argsort(codes, kind="stable")
-            present, starts = np.unique(codes[order], return_index=True)
-            bounds = np.append(starts, rows.size)
+            groups = group_rows_by_task(self.codes[rows])
         raw = np.empty((task_params.shape[0], rows.size))
-        for task, start, stop in zip(present, bounds[:-1], bounds[1:], strict=True):
-            if stop == start:
+        for task, local in groups:
+            if local.size == 0:
                 continue
-            local = order[start:stop]  # one GEMM per task present
-            if local[-1] - local[0] == stop - start - 1:  # rows of the task are contiguous
+            # one GEMM per task present
+            if local[-1] - local[0] == local.size - 1:  # rows of the task are contiguous
                 local = slice(local[0], local[-1] + 1)
             raw[:, local] = task_params[:, task, :] @ self.X_aug[rows[local]].T
         return raw, rows

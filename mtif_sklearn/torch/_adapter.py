@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from .._tasks import check_task_labels, encode_tasks, unique_tasks
+from .._tasks import check_task_labels, encode_tasks, group_rows_by_task, unique_tasks
 from ._estimator import resolve_device
 from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
 
@@ -267,8 +267,7 @@ class SharedBottomAdapter(BaseEstimator):
         x = torch.as_tensor(X, dtype=torch.float64, device=functional.device)
         out = None
         with torch.no_grad():
-            for k in np.unique(codes):
-                rows = np.flatnonzero(codes == k)
+            for k, rows in group_rows_by_task(codes):
                 values = functional.output(functional.theta[k], functional.gamma,
                                            x[torch.as_tensor(rows, device=x.device)])
                 if out is None:

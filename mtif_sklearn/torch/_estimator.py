@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
 
 from .._tasks import (
     encode_tasks,
+    group_rows_by_task,
     prediction_task_codes,
     resolve_tasks,
     train_validation_split_by_task,
@@ -325,10 +326,9 @@ class _BaseSharedBottom(BaseEstimator):
         with torch.no_grad():
             x = torch.tensor(X_features, dtype=torch.float64, device=device)
             z = net["shared"](x)
-            for k in np.unique(codes):
-                rows = np.flatnonzero(codes == k)
+            for k, rows in group_rows_by_task(codes):
                 index = torch.as_tensor(rows, device=device)
-                out[rows] = net["heads"][int(k)](z[index]).cpu().numpy()
+                out[rows] = net["heads"][k](z[index]).cpu().numpy()
         return out
 
     # -- multitask objective protocol (DESIGN.md section 4) ------------------------------------
@@ -394,8 +394,8 @@ class _TrainingData:
         """Rows grouped by task: [(k, index tensor)]."""
         rows = np.asarray(rows)
         codes = self.codes[rows]
-        return [(int(k), self.torch.as_tensor(rows[codes == k], device=self.device))
-                for k in np.unique(codes)]
+        return [(k, self.torch.as_tensor(rows[positions], device=self.device))
+                for k, positions in group_rows_by_task(codes)]
 
     def objective(self, net, loss, groups, shared_frozen=None):
         """sum_i w_i / n_k l_i over the grouped rows (heads of the groups' tasks)."""

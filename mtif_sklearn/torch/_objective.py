@@ -23,6 +23,8 @@ float64 on the model's device, in chunks of rows, and returned as NumPy arrays.
 
 import numpy as np
 
+from .._tasks import group_rows_by_task
+
 __all__ = ["FunctionalSharedBottom", "TorchMultitaskObjective", "import_torch", "row_loss"]
 
 # Rows per chunk are chosen so that a chunk holds about this many float64 numbers.
@@ -298,11 +300,10 @@ class TorchMultitaskObjective:
         codes = self.codes[index]
         per_row = 4 * (self.n_task_params + self.n_shared_params)
         size = self._chunk(per_row)
-        for k in np.unique(codes):
-            positions = np.flatnonzero(codes == k)
+        for k, positions in group_rows_by_task(codes):
             for start in range(0, positions.size, size):
                 chunk = positions[start:start + size]
-                yield int(k), chunk, index[chunk]
+                yield k, chunk, index[chunk]
 
     def _rows_tensor(self, idx):
         torch = self.functional.torch
