@@ -77,15 +77,6 @@ def regression_split():
     return X, y, tasks, Xv + 0.1, yv, tv
 
 
-@pytest.fixture(scope="module")
-def classification_split():
-    X, y, tasks = make_multitask_classification(n_tasks=4, n_samples_per_task=40, n_features=5,
-                                                random_state=1)
-    Xv, yv, tv = make_multitask_classification(n_tasks=4, n_samples_per_task=15, n_features=5,
-                                               random_state=2)
-    return X, y, tasks, Xv, yv, tv
-
-
 @pytest.mark.parametrize("damping", [0.0, 0.3])
 @pytest.mark.parametrize("kind", ["ridge", "logistic"])
 def test_influence_equals_dense_hessian_computation(kind, damping, regression_split,

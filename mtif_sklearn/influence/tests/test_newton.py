@@ -8,7 +8,7 @@ from scipy.special import expit
 from scipy.stats import spearmanr
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge
-from mtif_sklearn.datasets import make_multitask_classification, make_multitask_regression
+from mtif_sklearn.datasets import make_multitask_regression
 from mtif_sklearn.retrain import loo_effects, loto_effects
 
 
@@ -23,15 +23,6 @@ def regression_split():
     Xv, yv, tv = make_multitask_regression(n_tasks=4, n_samples_per_task=12, n_features=5,
                                            random_state=1)
     return X, y, tasks, Xv + 0.1, yv, tv
-
-
-@pytest.fixture(scope="module")
-def classification_split():
-    X, y, tasks = make_multitask_classification(n_tasks=4, n_samples_per_task=40, n_features=5,
-                                                random_state=1)
-    Xv, yv, tv = make_multitask_classification(n_tasks=4, n_samples_per_task=15, n_features=5,
-                                               random_state=2)
-    return X, y, tasks, Xv, yv, tv
 
 
 @pytest.fixture(scope="module")
