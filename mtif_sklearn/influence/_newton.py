@@ -47,8 +47,9 @@ import warnings
 import numpy as np
 import scipy.linalg
 
+from .._tasks import group_rows_by_task
 from ._arrow import arrow_solve, factor_arrow, solve_schur, solve_task_blocks
-from ._effects import reduced_gradients
+from ._effects import reduced_gradients, solve_rows_by_task
 
 __all__ = ["NewtonRemoval"]
 
@@ -105,7 +106,6 @@ class NewtonRemoval:
         # u_k = H_kk^-1 r_k and a = H^-1 r (a full arrow solve), both constant.
         self.u = solve_task_blocks(factor, self.residual_task)
         self.a_task, self.a_shared = arrow_solve(factor, self.residual_task, self.residual_shared)
-        self._inverse_blocks = None
 
     # -- shared helpers --------------------------------------------------------------------
     def pushed_back(self, shared):
@@ -186,10 +186,9 @@ class NewtonRemoval:
         factor = self.factor
         reduced = reduced_gradients(factor, codes, vec_task, vec_shared)  # v_s - W_l^T v_t
         x_shared = solve_schur(factor, reduced.T).T  # (M, p)
-        if self._inverse_blocks is None:
-            self._inverse_blocks = np.linalg.inv(factor.task_blocks)
-        x_task = np.einsum("mqr,mr->mq", self._inverse_blocks[codes], vec_task)
-        x_task -= np.einsum("mqp,mp->mq", factor.coupling_solved[codes], x_shared)
+        x_task, _ = solve_rows_by_task(factor, codes, vec_task)  # H_ll^-1 v_t
+        for task, rows in group_rows_by_task(codes):  # - W_l x_shared
+            x_task[rows] -= x_shared[rows] @ factor.coupling_solved[task].T
         return x_task, x_shared
 
     @staticmethod
