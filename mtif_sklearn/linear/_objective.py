@@ -47,7 +47,15 @@ class _LogisticLoss:
 
     @staticmethod
     def value(y, raw):
-        return np.logaddexp(0.0, raw) - y * raw
+        # log(1 + e^raw) - y raw as max(raw, 0) + log1p(e^-|raw|), in place: 2-3x faster than
+        # logaddexp on the large (points, rows) batches of Newton removal.
+        out = np.abs(raw)
+        np.negative(out, out=out)
+        np.exp(out, out=out)
+        np.log1p(out, out=out)
+        out += np.maximum(raw, 0.0)
+        out -= y * raw
+        return out
 
     @staticmethod
     def derivatives(y, raw):
@@ -252,17 +260,7 @@ class LinearMultitaskObjective:
         losses : ndarray of shape (M, m)
         """
         raw, rows = self._raw_at(np.asarray(task_params), rows)
-        y = self.y[rows][None, :]
-        if self.loss is not _LogisticLoss:
-            return self.loss.value(y, raw)
-        # log(1 + e^raw) - y raw, in place: 2-3x faster than logaddexp on large batches.
-        out = np.abs(raw)
-        np.negative(out, out=out)
-        np.exp(out, out=out)
-        np.log1p(out, out=out)
-        out += np.maximum(raw, 0.0)
-        out -= y * raw
-        return out
+        return self.loss.value(self.y[rows][None, :], raw)
 
     def row_gradients_at(self, rows, task_params, shared_params):
         """Gradient of row ``rows[m]``'s loss at parameter point m (unweighted).
