@@ -10,6 +10,7 @@ from numbers import Real
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_X_y, validate_data
 
 __all__ = [
     "check_task_labels",
@@ -18,6 +19,7 @@ __all__ = [
     "split_task_column",
     "prediction_task_codes",
     "train_validation_split_by_task",
+    "validate_task_data",
 ]
 
 
@@ -344,3 +346,48 @@ def resolve_tasks(X, tasks, task_column):
     if tasks is None:
         return X, None
     return X, check_task_labels(tasks, _n_rows(X))
+
+
+def validate_task_data(estimator, X, tasks, *, reset, y=None, y_numeric=False):
+    """Validate X (and y) of a multitask estimator; labels from ``tasks=`` or ``task_column``.
+
+    With a ``task_column`` the column is split off before the features are checked, and
+    ``n_features_in_`` / ``feature_names_in_`` still describe the whole ``X``.
+
+    Parameters
+    ----------
+    estimator : estimator with a ``task_column`` parameter
+        The estimator being fitted or predicting (``validate_data`` records on it).
+    X : array-like or DataFrame of shape (n_samples, n_columns)
+        Input rows.
+    tasks : array-like of shape (n_samples,) or None
+        Task labels given as ``tasks=``.
+    reset : bool
+        True in fit, False afterwards.
+    y : array-like of shape (n_samples,), default=None
+        Targets, validated with X when given.
+    y_numeric : bool, default=False
+        Whether y must be numeric (regressors).
+
+    Returns
+    -------
+    X_features : ndarray of shape (n_samples, n_features)
+    labels : ndarray of shape (n_samples,) or None
+    y : ndarray of shape (n_samples,) or None
+    """
+    X_features, labels = resolve_tasks(X, tasks, estimator.task_column)
+    if estimator.task_column is None:
+        if y is None:
+            X_features = validate_data(estimator, X, reset=reset, dtype=np.float64)
+        else:
+            X_features, y = validate_data(estimator, X, y, reset=reset, dtype=np.float64,
+                                          y_numeric=y_numeric)
+    else:
+        validate_data(estimator, X, skip_check_array=True, reset=reset)
+        if y is None:
+            X_features = check_array(X_features, dtype=np.float64, input_name="X",
+                                     estimator=estimator)
+        else:
+            X_features, y = check_X_y(X_features, y, dtype=np.float64, estimator=estimator,
+                                      y_numeric=y_numeric)
+    return X_features, labels, y

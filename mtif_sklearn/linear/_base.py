@@ -10,13 +10,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
-    check_array,
     check_is_fitted,
-    check_X_y,
-    validate_data,
 )
 
-from .._tasks import encode_tasks, prediction_task_codes, resolve_tasks, unique_tasks
+from .._tasks import encode_tasks, prediction_task_codes, unique_tasks, validate_task_data
 from ._objective import LinearMultitaskObjective, augment, fit_linear_multitask
 
 
@@ -40,22 +37,8 @@ class _BaseMultitaskLinear(BaseEstimator):
     # -- task identity and validation -------------------------------------------------------
     def _validate_features(self, X, tasks, *, reset, y=None):
         """Validate X (and y) and return (X_features, labels, y); labels None if absent."""
-        X_features, labels = resolve_tasks(X, tasks, self.task_column)
-        if self.task_column is None:
-            if y is None:
-                X_features = validate_data(self, X, reset=reset, dtype=np.float64)
-            else:
-                X_features, y = validate_data(self, X, y, reset=reset, dtype=np.float64,
-                                              y_numeric=self._loss == "squared_error")
-        else:
-            validate_data(self, X, skip_check_array=True, reset=reset)
-            if y is None:
-                X_features = check_array(X_features, dtype=np.float64, input_name="X",
-                                         estimator=self)
-            else:
-                X_features, y = check_X_y(X_features, y, dtype=np.float64, estimator=self,
-                                          y_numeric=self._loss == "squared_error")
-        return X_features, labels, y
+        return validate_task_data(self, X, tasks, reset=reset, y=y,
+                                  y_numeric=self._loss == "squared_error")
 
     def _task_codes(self, labels, n_samples, *, unknown="error"):
         """Task codes for prediction-time rows (-1 means: use the shared model)."""

@@ -13,19 +13,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
-    check_array,
     check_is_fitted,
-    check_X_y,
-    validate_data,
 )
 
 from .._tasks import (
     encode_tasks,
     group_rows_by_task,
     prediction_task_codes,
-    resolve_tasks,
     train_validation_split_by_task,
     unique_tasks,
+    validate_task_data,
 )
 from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
 
@@ -129,22 +126,8 @@ class _BaseSharedBottom(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _validate_features(self, X, tasks, *, reset, y=None):
-        X_features, labels = resolve_tasks(X, tasks, self.task_column)
-        if self.task_column is None:
-            if y is None:
-                X_features = validate_data(self, X, reset=reset, dtype=np.float64)
-            else:
-                X_features, y = validate_data(self, X, y, reset=reset, dtype=np.float64,
-                                              y_numeric=not self._is_classifier)
-        else:
-            validate_data(self, X, skip_check_array=True, reset=reset)
-            if y is None:
-                X_features = check_array(X_features, dtype=np.float64, input_name="X",
-                                         estimator=self)
-            else:
-                X_features, y = check_X_y(X_features, y, dtype=np.float64, estimator=self,
-                                          y_numeric=not self._is_classifier)
-        return X_features, labels, y
+        return validate_task_data(self, X, tasks, reset=reset, y=y,
+                                  y_numeric=not self._is_classifier)
 
     def _task_codes(self, labels, n_samples):
         return prediction_task_codes(self, labels, n_samples)
