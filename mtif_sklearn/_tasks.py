@@ -6,6 +6,7 @@ MTIFInfluence and the brute-force functions in ``retrain`` agree on them.
 
 import numbers
 from collections.abc import Mapping, Set
+from dataclasses import dataclass, field, replace
 from numbers import Real
 
 import numpy as np
@@ -13,10 +14,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_X_y, validate_data
 
 __all__ = [
+    "TaskData",
     "check_task_labels",
+    "fit_task_codes",
     "encode_tasks",
     "group_rows_by_task",
     "split_task_column",
+    "task_folds",
     "prediction_task_codes",
     "train_validation_split_by_task",
     "validate_task_data",
@@ -391,3 +395,143 @@ def validate_task_data(estimator, X, tasks, *, reset, y=None, y_numeric=False):
             X_features, y = check_X_y(X_features, y, dtype=np.float64, estimator=estimator,
                                       y_numeric=y_numeric)
     return X_features, labels, y
+
+
+@dataclass
+class TaskData:
+    """Rows of a multitask problem, validated once (by the model's ``_mtif_data`` hook).
+
+    Everything downstream -- fitting, influence, refits, selectors -- works on this instead of
+    re-validating ``X`` and re-encoding task labels.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, ...)
+        Features as the model takes them (the task column removed).
+    y : ndarray of shape (n_samples,) or None
+        Targets in the model's own coding (float for regression, class codes for classifiers).
+    codes : ndarray of int64, shape (n_samples,)
+        Position of every row's task in ``task_labels``.
+    task_labels : ndarray of shape (n_tasks,)
+        Sorted task labels (the model's ``tasks_``).
+    sample_weight : ndarray of shape (n_samples,)
+        Row weights (ones when none were given).
+    fitted_attributes : dict
+        Attributes a model fitted on these rows records (``n_features_in_``,
+        ``feature_names_in_``, ``classes_``, ...), so that a fresh clone fitted with
+        ``_mtif_fit(data)`` needs no second validation.
+    index : pandas Index or None
+        The row index of a DataFrame ``X`` (for outputs labelled like the input).
+    """
+
+    X: object
+    y: object
+    codes: np.ndarray
+    task_labels: np.ndarray
+    sample_weight: np.ndarray
+    fitted_attributes: dict = field(default_factory=dict)
+    index: object = None
+
+    @property
+    def n_samples(self):
+        """Number of rows."""
+        return int(self.codes.shape[0])
+
+    @property
+    def n_tasks(self):
+        """Number of task labels (tasks with no row here included)."""
+        return int(self.task_labels.shape[0])
+
+    def take(self, rows):
+        """The same data restricted to ``rows`` (integer positions or a boolean mask)."""
+        rows = np.asarray(rows)
+        return TaskData(
+            self.X[rows], None if self.y is None else self.y[rows], self.codes[rows],
+            self.task_labels, self.sample_weight[rows], self.fitted_attributes,
+            None if self.index is None else self.index[rows])
+
+    def with_weights(self, sample_weight):
+        """The same rows with other sample weights."""
+        return replace(self, sample_weight=np.asarray(sample_weight, dtype=np.float64))
+
+    def restrict_tasks(self, task_codes):
+        """The rows of the tasks ``task_codes`` only, re-encoded as the tasks of their own
+        problem (``task_labels`` = those tasks' labels, sorted)."""
+        task_codes = np.unique(np.asarray(task_codes, dtype=np.int64))
+        rows = np.flatnonzero(np.isin(self.codes, task_codes))
+        subset = self.take(rows)
+        subset.task_labels = self.task_labels[task_codes]
+        subset.codes = np.searchsorted(task_codes, subset.codes)
+        return subset
+
+    def task_counts(self, weights=None):
+        """Rows (or summed ``weights``) of every task, (n_tasks,)."""
+        return np.bincount(self.codes, weights=weights, minlength=self.n_tasks)
+
+
+def fit_task_codes(labels, n_samples):
+    """``(task_labels, codes)`` of training rows: sorted labels, every row's position in them."""
+    if labels is None:
+        labels = np.zeros(n_samples, dtype=np.int64)
+    task_labels = unique_tasks(labels)
+    return task_labels, encode_tasks(labels, task_labels)
+
+
+def task_folds(codes, task_names, cv, *, validation_fraction=0.2, random_state=None):
+    """(train, validation) row indices of every fold, each stratified by task.
+
+    The one fold helper of the package (MTIFInfluence's cross-fitting and the selectors).
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (n_samples,)
+        Task code of every row.
+    task_names : list
+        Task labels, for error messages.
+    cv : int, cross-validation generator, iterable or None
+        None: one stratified ``validation_fraction`` split (the paper's protocol). An int ``n``:
+        shuffled ``StratifiedKFold(n)`` on the task codes (every task needs at least ``n``
+        rows). Any other splitter or iterable is asked for ``split(X, task_codes)`` (the task
+        codes in the place of y, so stratified splitters stratify by task); every fold must
+        train on every task.
+    validation_fraction : float, default=0.2
+        Share of each task's rows held out when ``cv`` is None.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the shuffle.
+
+    Returns
+    -------
+    folds : list of (ndarray, ndarray)
+        Sorted training and validation row indices of every fold.
+    """
+    from sklearn.model_selection import StratifiedKFold, check_cv
+
+    random_state = check_random_state(random_state)
+    codes = np.asarray(codes)
+    n_tasks = len(task_names)
+    if cv is None:
+        return [train_validation_split_by_task(codes, n_tasks, validation_fraction,
+                                               random_state, task_names=list(task_names))]
+    if isinstance(cv, numbers.Integral):
+        counts = np.bincount(codes, minlength=n_tasks)
+        small = np.flatnonzero(counts < cv)
+        if small.size:
+            raise ValueError(
+                f"Task(s) {[task_names[k] for k in small[:5]]} have fewer than cv={cv} rows "
+                f"(smallest: {counts.min()}); every fold must validate every task. Lower cv, "
+                "use cv=None (one validation_fraction split), or drop the small tasks."
+            )
+        seed = random_state.randint(np.iinfo(np.int32).max)
+        cv = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+    splitter = check_cv(cv, codes, classifier=True)
+    folds = [(np.sort(np.asarray(train)), np.sort(np.asarray(val)))
+             for train, val in splitter.split(np.zeros((codes.size, 1)), codes)]
+    for number, (train, _) in enumerate(folds):
+        missing = np.setdiff1d(np.arange(n_tasks), codes[train])
+        if missing.size:
+            raise ValueError(
+                f"Fold {number} of cv trains on no row of task(s) "
+                f"{[task_names[k] for k in missing[:5]]}; every fold needs training rows of "
+                "every task. Use a splitter stratified by task (the default int cv is)."
+            )
+    return folds

@@ -1,15 +1,18 @@
-"""Array backends: NumPy/SciPy on the CPU, CuPy on a CUDA GPU (imported lazily).
+"""Array backends: NumPy/SciPy on the CPU, CuPy on a CUDA GPU (imported lazily), resolved once.
 
-The arrow solver is written against the array namespace returned here (array-api-compat), so
-the same code runs on NumPy, CuPy and, in the tests, torch CPU tensors.
+:class:`ArrayBackend` is what the arrow solver and the influence algebra compute with: an
+array-API namespace (array-api-compat) plus the few operations whose best implementation
+differs between devices. The solver itself has no backend branches; it runs unchanged on NumPy,
+CuPy and, in the tests, torch CPU tensors.
 """
 
 import threading
 from contextlib import contextmanager
+from functools import cache
 
 import numpy as np
 
-__all__ = ["get_backend", "single_blas_thread", "to_numpy"]
+__all__ = ["ArrayBackend", "resolve_backend", "single_blas_thread", "to_numpy"]
 
 BACKENDS = ("auto", "numpy", "cupy")
 
@@ -32,12 +35,100 @@ def _import_cupy():
     return cupy
 
 
-def _is_cupy_array(array):
-    return type(array).__module__.split(".")[0] == "cupy"
+def _module_root(array):
+    return type(array).__module__.split(".")[0]
 
 
-def get_backend(backend, *arrays):
-    """Resolve ``backend`` to an array-API namespace.
+@cache
+def _namespace(name):
+    from array_api_compat import array_namespace
+
+    if name == "numpy":
+        return array_namespace(np.zeros(1))
+    if name == "cupy":
+        return array_namespace(_import_cupy().zeros(1))
+    if name == "torch":
+        import torch
+
+        return array_namespace(torch.zeros(1))
+    raise ValueError(f"Unknown array backend {name!r}.")
+
+
+class ArrayBackend:
+    """Where the linear algebra runs, and how arrays get there and back.
+
+    Only the backend's name is stored (a namespace module does not pickle); the namespace is
+    looked up on use.
+
+    Parameters
+    ----------
+    name : {"numpy", "cupy", "torch"}
+        "torch" (CPU tensors) exists for tests of the backend-agnostic code.
+    """
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"ArrayBackend({self.name!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, ArrayBackend) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    @classmethod
+    def of(cls, *arrays):
+        """The backend of the given arrays (NumPy for anything that is not CuPy or torch)."""
+        for array in arrays:
+            root = _module_root(array)
+            if root in ("cupy", "torch"):
+                return cls(root)
+        return cls("numpy")
+
+    @property
+    def xp(self):
+        """The array-API namespace."""
+        return _namespace(self.name)
+
+    @property
+    def is_numpy(self):
+        """True on the CPU with NumPy/SciPy."""
+        return self.name == "numpy"
+
+    def asarray(self, array):
+        """``array`` in this backend (no copy when it is there already)."""
+        if array is None:
+            return None
+        if self.is_numpy:
+            return np.asarray(to_numpy(array))
+        return self.xp.asarray(array)
+
+    def rows_times_task_matrices(self, codes, vectors, matrices):
+        """``vectors[i] @ matrices[codes[i]]`` for every row i: (m, a) x (K, a, b) -> (m, b).
+
+        On NumPy one GEMM per task present (rows grouped by task) instead of gathering an
+        (m, a, b) array; on a device one batched product over the gathered matrices.
+        """
+        if not self.is_numpy:
+            gathered = matrices[self.asarray(np.asarray(codes))]
+            return self.xp.matmul(vectors[:, None, :], gathered)[:, 0, :]
+        from ._tasks import group_rows_by_task
+
+        out = np.empty((len(codes), matrices.shape[2]))
+        for task, rows in group_rows_by_task(codes):
+            out[rows] = vectors[rows] @ matrices[task]
+        return out
+
+    def blas_threads(self, block_size=0):
+        """Context with one BLAS thread for small blocks on NumPy (see
+        :func:`single_blas_thread`)."""
+        return single_blas_thread(self.xp, block_size)
+
+
+def resolve_backend(backend, *arrays):
+    """Resolve a ``backend`` parameter to an :class:`ArrayBackend`.
 
     Parameters
     ----------
@@ -48,19 +139,15 @@ def get_backend(backend, *arrays):
 
     Returns
     -------
-    xp : namespace
-        An array-API compatible namespace (``array_api_compat.numpy`` or ``.cupy``).
+    ArrayBackend
     """
-    from array_api_compat import array_namespace
-
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
     if backend == "auto":
-        backend = "cupy" if any(_is_cupy_array(a) for a in arrays) else "numpy"
+        backend = "cupy" if any(_module_root(a) == "cupy" for a in arrays) else "numpy"
     if backend == "cupy":
-        cupy = _import_cupy()
-        return array_namespace(cupy.zeros(1))
-    return array_namespace(np.zeros(1))
+        _import_cupy()
+    return ArrayBackend(backend)
 
 
 def is_numpy_namespace(xp):
@@ -72,18 +159,11 @@ def to_numpy(array):
     """Bring an array from any backend back to NumPy (no copy for NumPy input)."""
     if isinstance(array, np.ndarray):
         return array
-    if _is_cupy_array(array):
+    if _module_root(array) == "cupy":
         return array.get()
     if hasattr(array, "detach"):  # torch tensor
         return array.detach().cpu().numpy()
     return np.asarray(array)
-
-
-def asarray(array, xp):
-    """Move a NumPy array into namespace ``xp`` (float64 unless already floating)."""
-    if is_numpy_namespace(xp):
-        return np.asarray(array)
-    return xp.asarray(array)
 
 
 _blas_lock = threading.Lock()

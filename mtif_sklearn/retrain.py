@@ -14,12 +14,19 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils.parallel import Parallel, delayed
 
 from .backend import to_numpy
+from .base import require_capability
+from .influence._problem import mean_task_losses
 
 __all__ = ["group_gains", "loo_effects", "loto_effects", "validation_losses"]
 
 
 def _unfrozen(estimator):
     return estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+
+
+def _losses_on(model, data):
+    """Mean loss V_k of a fitted model on validated rows (NaN for tasks without rows)."""
+    return mean_task_losses(model._mtif_objective(data), model._mtif_params(), len(model.tasks_))
 
 
 def validation_losses(model, X_val, y_val, tasks_val=None):
@@ -38,12 +45,7 @@ def validation_losses(model, X_val, y_val, tasks_val=None):
     losses : ndarray of shape (n_tasks,)
         NaN for tasks without validation rows.
     """
-    objective = model._mtif_objective(X_val, to_numpy(y_val), tasks=tasks_val)
-    n_tasks = len(model.tasks_)
-    counts = np.bincount(objective.codes, minlength=n_tasks).astype(np.float64)
-    sums = np.bincount(objective.codes, weights=objective.row_losses(), minlength=n_tasks)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / np.where(counts > 0, counts, np.nan)
+    return _losses_on(model, model._mtif_data(X_val, to_numpy(y_val), tasks_val, reset=False))
 
 
 def _check_rows(rows, n_samples):
@@ -65,26 +67,18 @@ def _check_rows(rows, n_samples):
     return rows.astype(np.int64) % max(n_samples, 1)
 
 
-def _full_fit(estimator, X, y, tasks, sample_weight):
-    if not hasattr(_unfrozen(estimator), "_mtif_fit"):
-        raise TypeError(
-            f"{type(_unfrozen(estimator)).__name__} does not implement the multitask objective "
-            "protocol (_mtif_fit); use MultitaskRidge, MultitaskLogistic or a model from "
-            "mtif_sklearn.torch."
-        )
-    model = clone(_unfrozen(estimator))
-    model._mtif_fit(X, y, tasks, sample_weight)
-    weights = (np.ones(len(y)) if sample_weight is None
-               else np.asarray(sample_weight, dtype=np.float64))
-    return model, weights
+def _reference(estimator, X, y, tasks, sample_weight, X_val, y_val, tasks_val):
+    """Validated training rows, the reference fit on all of them and the validation rows."""
+    base = _unfrozen(estimator)
+    require_capability(base, "refit", model=base, needed_by="mtif_sklearn.retrain")
+    data = clone(base)._mtif_data(X, to_numpy(y), tasks, sample_weight, reset=True)
+    model = clone(base)._mtif_refit(data)
+    val = model._mtif_data(X_val, to_numpy(y_val), tasks_val, reset=False)
+    return base, data, model, val
 
 
-def _refit_losses(estimator, X, y, tasks, weights, normaliser, init, X_val, y_val, tasks_val,
-                  dropped_tasks=()):
-    model = clone(_unfrozen(estimator))
-    model._mtif_fit(X, y, tasks, weights, task_weight_sum=normaliser,
-                    dropped_tasks=dropped_tasks, init=init)
-    return validation_losses(model, X_val, y_val, tasks_val)
+def _refit_losses(base, data, val, **options):
+    return _losses_on(clone(base)._mtif_refit(data, **options), val)
 
 
 def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, rows=None,
@@ -115,16 +109,16 @@ def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, ro
     effects : ndarray of shape (len(rows), n_tasks)
         ``V_k(without row) - V_k(all rows)``; positive means the row helps task k.
     """
-    base, weights = _full_fit(estimator, X, y, tasks, sample_weight)
-    reference = validation_losses(base, X_val, y_val, tasks_val)
-    rows = _check_rows(rows, len(y))
-    init = base._mtif_init()
+    base, data, model, val = _reference(estimator, X, y, tasks, sample_weight, X_val, y_val,
+                                        tasks_val)
+    reference = _losses_on(model, val)
+    rows = _check_rows(rows, data.n_samples)
+    options = {"task_weight_sum": model.task_weight_sum_, "init": model._mtif_warm_start()}
 
     def without(row):
-        reduced = weights.copy()
+        reduced = data.sample_weight.copy()
         reduced[row] = 0.0
-        return _refit_losses(estimator, X, y, tasks, reduced, base.task_weight_sum_, init,
-                             X_val, y_val, tasks_val)
+        return _refit_losses(base, data.with_weights(reduced), val, **options)
 
     losses = Parallel(n_jobs=n_jobs, verbose=verbose)(delayed(without)(r) for r in rows)
     return np.asarray(losses).reshape(len(rows), -1) - reference
@@ -158,30 +152,22 @@ def loto_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None,
         regulariser; on the diagonal, task l's head is refitted against the shared parameters
         learnt without it.
     """
-    base, weights = _full_fit(estimator, X, y, tasks, sample_weight)
-    reference = validation_losses(base, X_val, y_val, tasks_val)
-    init = base._mtif_init()
+    base, data, model, val = _reference(estimator, X, y, tasks, sample_weight, X_val, y_val,
+                                        tasks_val)
+    reference = _losses_on(model, val)
+    options = {"task_weight_sum": model.task_weight_sum_, "init": model._mtif_warm_start()}
     losses = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_refit_losses)(estimator, X, y, tasks, weights, base.task_weight_sum_, init,
-                               X_val, y_val, tasks_val, dropped_tasks=[label])
-        for label in base.tasks_)
+        delayed(_refit_losses)(base, data, val, dropped_tasks=[task], **options)
+        for task in range(data.n_tasks))
     return np.asarray(losses) - reference
 
 
-def _fit_on_tasks(estimator, X, y, labels, sample_weight, X_val, y_val, labels_val, tasks_given,
-                  group):
-    """Fit a clone on the rows of the tasks in ``group``; validation loss of each of them."""
-    from sklearn.utils import _safe_indexing
-
-    rows = np.flatnonzero(np.isin(labels, group))
-    rows_val = np.flatnonzero(np.isin(labels_val, group))
-    model = clone(_unfrozen(estimator))
-    model._mtif_fit(_safe_indexing(X, rows), to_numpy(y)[rows],
-                    labels[rows] if tasks_given else None,
-                    None if sample_weight is None else np.asarray(sample_weight)[rows])
-    losses = validation_losses(model, _safe_indexing(X_val, rows_val), to_numpy(y_val)[rows_val],
-                               labels_val[rows_val] if tasks_given else None)
-    return dict(zip(model.tasks_.tolist(), losses.tolist(), strict=True))
+def _fit_on_tasks(base, data, val, group):
+    """Fit a clone on the rows of the tasks in ``group`` (codes); each member's validation
+    loss."""
+    model = clone(base)._mtif_refit(data.restrict_tasks(group))
+    losses = _losses_on(model, val.restrict_tasks(group))
+    return dict(zip(np.asarray(group).tolist(), losses.tolist(), strict=True))
 
 
 def group_gains(estimator, X, y, X_val, y_val, groups, *, tasks=None, tasks_val=None,
@@ -233,34 +219,25 @@ def group_gains(estimator, X, y, X_val, y_val, groups, *, tasks=None, tasks_val=
     single_losses : ndarray of shape (n_tasks,)
         Validation loss of every task trained alone (only with ``return_losses``).
     """
-    from ._tasks import resolve_tasks, unique_tasks
-
-    base = _unfrozen(estimator)
-    task_column = getattr(base, "task_column", None)
-    _, labels = resolve_tasks(X, tasks, task_column)
-    _, labels_val = resolve_tasks(X_val, tasks_val, task_column)
-    if labels is None or labels_val is None:
-        raise ValueError("group_gains needs the task of every row: pass tasks= and tasks_val= "
-                         "or use a model with task_column.")
-    all_tasks = unique_tasks(labels)
-    groups = [np.asarray(list(g)) for g in groups]
-    for g in groups:
-        unknown = np.setdiff1d(g, all_tasks)
-        if unknown.size:
-            raise ValueError(f"groups name unknown task(s) {unknown.tolist()[:5]}.")
-    tasks_given = task_column is None
-    jobs = [g for g in groups] + [np.array([t]) for t in all_tasks]
+    base, data, _, val = _reference(estimator, X, y, tasks, sample_weight, X_val, y_val,
+                                    tasks_val)
+    all_tasks = data.task_labels
+    codes_of = {t: k for k, t in enumerate(all_tasks.tolist())}
+    group_codes = []
+    for group in groups:
+        members = [g.item() if isinstance(g, np.generic) else g for g in group]
+        unknown = [t for t in members if t not in codes_of]
+        if unknown:
+            raise ValueError(f"groups name unknown task(s) {unknown[:5]}.")
+        group_codes.append(np.unique([codes_of[t] for t in members]))
+    jobs = group_codes + [np.array([k]) for k in range(len(all_tasks))]
     results = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_fit_on_tasks)(estimator, X, y, labels, sample_weight, X_val, y_val, labels_val,
-                               tasks_given, g) for g in jobs)
-    index = {t: k for k, t in enumerate(all_tasks.tolist())}
-    single = np.full(len(all_tasks), np.nan)
-    for t, result in zip(all_tasks.tolist(), results[len(groups):], strict=True):
-        single[index[t]] = result[t]
+        delayed(_fit_on_tasks)(base, data, val, group) for group in jobs)
+    single = np.array([results[len(groups) + k][k] for k in range(len(all_tasks))])
     group_losses = np.full((len(groups), len(all_tasks)), np.nan)
     for g, result in enumerate(results[:len(groups)]):
-        for t, loss in result.items():
-            group_losses[g, index[t]] = loss
+        for k, loss in result.items():
+            group_losses[g, k] = loss
     gains = single[None, :] - group_losses
     if relative:
         gains = gains / single[None, :]

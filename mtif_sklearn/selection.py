@@ -11,7 +11,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
-from sklearn.model_selection import StratifiedKFold, check_cv
 from sklearn.utils import _safe_indexing, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metadata_routing import (
@@ -25,7 +24,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._tasks import encode_tasks, resolve_tasks, train_validation_split_by_task, unique_tasks
+from ._tasks import encode_tasks, resolve_tasks, task_folds, unique_tasks
 from .backend import to_numpy
 from .influence import MTIFInfluence
 
@@ -41,43 +40,6 @@ def _take(values, rows):
 def _task_column(estimator):
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     return params.get("task_column")
-
-
-def _fold_splits(X, codes, task_names, cv, validation_fraction, random_state):
-    """(train, validation) row indices of every fold, each stratified by task.
-
-    ``cv=None`` gives the paper's single ``validation_fraction`` split; an int gives shuffled
-    ``StratifiedKFold`` on the task codes; any other splitter or iterable is asked for
-    ``split(X, task_codes)`` (task codes in the place of y, so stratified splitters stratify
-    by task).
-    """
-    n_tasks = len(task_names)
-    if cv is None:
-        return [train_validation_split_by_task(codes, n_tasks, validation_fraction,
-                                               random_state, task_names=task_names)]
-    if isinstance(cv, Integral):
-        counts = np.bincount(codes, minlength=n_tasks)
-        small = np.flatnonzero(counts < cv)
-        if small.size:
-            raise ValueError(
-                f"Task(s) {[task_names[k] for k in small[:5]]} have fewer than cv={cv} rows "
-                f"(smallest: {counts.min()}); every fold must validate every task. Lower cv, "
-                "use cv=None (one validation_fraction split), or drop the small tasks."
-            )
-        seed = random_state.randint(np.iinfo(np.int32).max)
-        cv = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-    splitter = check_cv(cv, codes, classifier=True)
-    folds = [(np.sort(np.asarray(train)), np.sort(np.asarray(val)))
-             for train, val in splitter.split(X, codes)]
-    for number, (train, _) in enumerate(folds):
-        missing = np.setdiff1d(np.arange(n_tasks), codes[train])
-        if missing.size:
-            raise ValueError(
-                f"Fold {number} of cv trains on no row of task(s) "
-                f"{[task_names[k] for k in missing[:5]]}; every fold needs training rows of "
-                "every task. Use a splitter stratified by task (the default int cv is)."
-            )
-    return folds
 
 
 def _fold_influence(template, X, y, tasks, sample_weight, train, val):
@@ -159,8 +121,8 @@ def _losses_per_task(model, X, y, tasks, codes, task_names):
     known = np.isin(np.asarray(task_names, dtype=object)[codes],
                     np.asarray(model.tasks_.tolist(), dtype=object))
     rows = np.flatnonzero(known)
-    row_losses = model._mtif_objective(_take(X, rows), _take(y, rows),
-                                       tasks=_take(tasks, rows)).row_losses()
+    data = model._mtif_data(_take(X, rows), _take(y, rows), _take(tasks, rows), reset=False)
+    row_losses = model._mtif_objective(data).row_losses(model._mtif_params())
     n_tasks = len(task_names)
     counts = np.bincount(codes[rows], minlength=n_tasks).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -462,9 +424,9 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         for round_ in range(self.n_rounds):
             # Each round draws fresh folds and rescores the rows still in: rows whose harm was
             # masked by worse rows surface once those are gone (measured: see n_rounds).
-            folds = [(active[train], active[val]) for train, val in _fold_splits(
-                _take(X, active), codes[active], task_names, self.cv, self.validation_fraction,
-                random_state)]
+            folds = [(active[train], active[val]) for train, val in task_folds(
+                codes[active], task_names, self.cv,
+                validation_fraction=self.validation_fraction, random_state=random_state)]
             if self.verbose:
                 print(f"[NegativeTransferSelector] round {round_ + 1}/{self.n_rounds}: scoring "
                       f"{active.size} rows of {n_tasks} tasks on {len(folds)} fold(s)")

@@ -9,7 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ..backend import to_numpy
-from ._protocol import adapter_for, fitted_model
+from ._trajectory import fitted_model, training_objective
 
 __all__ = ["gradtag_affinity"]
 
@@ -40,14 +40,16 @@ class _Surrogates:
 
     def __init__(self, model, X, y, tasks, sample_weight, X_val, y_val, tasks_val,
                  n_components, alpha, rng, task_blocks):
-        train = adapter_for(model, X, y, tasks, sample_weight)
-        train.output_features()  # raises NotImplementedError for models without Grad-TAG
-        val = adapter_for(model, X_val, y_val, tasks_val)
-        self.loss = train.objective.loss
+        needs = {"capability": "linearisation", "needed_by": "gradtag_affinity"}
+        train = training_objective(model, X, y, tasks, sample_weight, **needs)
+        val = training_objective(model, X_val, y_val, tasks_val, **needs)
+        params = model._mtif_params(view="training")
+        train_point = train.linearisation(params)
+        self.loss = train_point.loss
         self.alpha = alpha
         K = train.n_tasks
-        q_shared = train.output_features()[0].shape[1]
-        q_task = train.output_features()[1].shape[1]
+        q_shared = train_point.shared_features.shape[1]
+        q_task = train_point.task_features.shape[1]
         # One Gaussian projection of the whole parameter vector (shared block + K task blocks):
         # a row of task k has output gradient (x in the shared block, x in block k, 0 elsewhere),
         # so its projection is x @ P_shared + x @ P_k.
@@ -56,16 +58,16 @@ class _Surrogates:
         self.P_task = rng.standard_normal((K, q_task, n_components)) * scale
         if not task_blocks:
             self.P_task[:] = 0.0
-        self.train = self._prepare(train)
-        self.val = self._prepare(val)
+        self.train = self._prepare(train, train_point)
+        self.val = self._prepare(val, val.linearisation(params))
         self.n_tasks = K
 
-    def _prepare(self, adapter):
-        obj = adapter.objective
-        shared_x, task_x = adapter.output_features()
-        Z = shared_x @ self.P_shared + np.einsum("ij,ijm->im", task_x, self.P_task[obj.codes])
-        return {"Z": Z, "y": obj.y, "offset": obj.raw(), "codes": obj.codes,
-                "weights": obj.row_weights}
+    def _prepare(self, objective, point):
+        codes = objective.codes
+        Z = (point.shared_features @ self.P_shared
+             + np.einsum("ij,ijm->im", point.task_features, self.P_task[codes]))
+        return {"Z": Z, "y": point.targets, "offset": point.raw, "codes": codes,
+                "weights": objective.row_weights}
 
     def task_losses(self, subset):
         """Estimated validation loss of every task of ``subset`` after training on it."""
@@ -122,8 +124,9 @@ def gradtag_affinity(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=Non
     before projection. By default only the shared block is used: the base model's task heads
     already fit their own task, so with head gradients the surrogate mostly refits each head
     alone and the estimated subset losses barely depend on the other members (measured: near
-    zero affinities that do not separate two opposite clusters of tasks). Shared-bottom
-    networks are not supported (NotImplementedError); use the other baselines for them.
+    zero affinities that do not separate two opposite clusters of tasks). Models without the
+    "linearisation" capability (shared-bottom networks) are refused with a ValueError; use the
+    other baselines for them.
 
     Parameters
     ----------

@@ -9,7 +9,13 @@ from sklearn.preprocessing import SplineTransformer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
-from ._protocol import TRAJECTORIES, adapter_for, fitted_model, trajectory_points
+from ._trajectory import (
+    TRAJECTORIES,
+    fitted_model,
+    task_data_losses,
+    training_objective,
+    trajectory_points,
+)
 
 __all__ = ["cosine_affinity", "etap_affinity", "tag_affinity"]
 
@@ -27,14 +33,14 @@ _COMMON = {
 
 def _points(estimator, X, y, tasks, sample_weight, trajectory, n_steps, n_points):
     model = fitted_model(estimator, X, y, tasks, sample_weight)
-    adapter = adapter_for(model, X, y, tasks, sample_weight)
-    points, lr = trajectory_points(adapter, trajectory, n_steps, n_points)
-    return adapter, points, lr
+    objective = training_objective(model, X, y, tasks, sample_weight)
+    points, lr = trajectory_points(objective, model._mtif_params(view="training"), trajectory,
+                                   n_steps, n_points)
+    return objective, points, lr
 
 
-def _gradients_at(adapter, params):
-    adapter.set_params(params)
-    return adapter.shared_gradients(), adapter.data_losses()
+def _gradients_at(objective, params):
+    return objective.shared_gradients(params), task_data_losses(objective, params)
 
 
 @validate_params(_COMMON, prefer_skip_nested_validation=True)
@@ -83,11 +89,11 @@ def cosine_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
     affinity : ndarray of shape (n_tasks, n_tasks)
         ``[source, target]``, tasks in the model's ``tasks_`` order.
     """
-    adapter, points, _ = _points(estimator, X, y, tasks, sample_weight, trajectory, n_steps,
+    objective, points, _ = _points(estimator, X, y, tasks, sample_weight, trajectory, n_steps,
                                  n_points)
-    total = np.zeros((adapter.n_tasks, adapter.n_tasks))
+    total = np.zeros((objective.n_tasks, objective.n_tasks))
     for params in points:
-        grads, _ = _gradients_at(adapter, params)
+        grads, _ = _gradients_at(objective, params)
         norms = np.linalg.norm(grads, axis=1)
         unit = grads / np.where(norms > 0, norms, 1.0)[:, None]
         total += unit @ unit.T
@@ -139,16 +145,16 @@ def tag_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
     affinity : ndarray of shape (n_tasks, n_tasks)
         ``[source, target]``, tasks in the model's ``tasks_`` order.
     """
-    adapter, points, lr = _points(estimator, X, y, tasks, sample_weight, trajectory, n_steps,
-                                  n_points)
+    objective, points, lr = _points(estimator, X, y, tasks, sample_weight, trajectory,
+                                    n_steps, n_points)
     lr = lr if learning_rate is None else float(learning_rate)
-    K = adapter.n_tasks
+    K = objective.n_tasks
     total = np.zeros((K, K))
     for params in points:
-        grads, losses = _gradients_at(adapter, params)
+        grads, losses = _gradients_at(objective, params)
         for i in range(K):
-            adapter.set_params(adapter.shared_step(params, lr * grads[i]))
-            total[i] += 1.0 - adapter.data_losses() / losses
+            lookahead = objective.shared_step(params, lr * grads[i])
+            total[i] += 1.0 - task_data_losses(objective, lookahead) / losses
     return total / len(points)
 
 
@@ -252,12 +258,12 @@ def etap_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
     details : dict
         Only with ``return_details=True``.
     """
-    adapter, points, lr = _points(estimator, X, y, tasks, sample_weight, trajectory, n_steps,
-                                  n_points)
-    K = adapter.n_tasks
+    objective, points, lr = _points(estimator, X, y, tasks, sample_weight, trajectory,
+                                    n_steps, n_points)
+    K = objective.n_tasks
     score = np.zeros((K, K))
     for params in points:
-        grads, losses = _gradients_at(adapter, params)
+        grads, losses = _gradients_at(objective, params)
         update = lr * grads  # the shared update of a gradient step for each source task
         score += (update @ grads.T) / (lr * losses[None, :])
     score /= len(points)

@@ -11,15 +11,12 @@ With the arrow inverse (Lemma A.6), for a term of task l with task part g^t and 
 
 where z_k = H_kk^-1 v_k^t, W_l = H_ll^-1 H_l,K+1 and x_k = N^-1 (v_k^s - H_K+1,k z_k) is the
 shared part of H^-1 v_k. The second term is the between-task (shared) path of Proposition 1.
+Every function runs unchanged on any backend of :class:`~mtif_sklearn.backend.ArrayBackend`.
 """
 
-import numpy as np
+from .._arrow import solve_schur, solve_task_blocks
 
-from .._tasks import group_rows_by_task
-from ..backend import is_numpy_namespace, single_blas_thread
-from ._arrow import solve_schur, solve_task_blocks
-
-__all__ = ["perturbation_effects", "target_solves"]
+__all__ = ["perturbation_effects", "reduced_gradients", "solve_rows_by_task", "target_solves"]
 
 
 def target_solves(factor, val_task, val_shared):
@@ -48,36 +45,16 @@ def target_solves(factor, val_task, val_shared):
 
 
 def solve_rows_by_task(factor, codes, rhs_task):
-    """z_e = H_kk^-1 g_e for rows e of task k, and H_K+1,k z_e; one solve per task present.
-
-    (A per-row gather of H_kk^-1 would hold an (n_rows, q, q) array.)
-    """
-    xp = factor.xp
-    if not is_numpy_namespace(xp):
-        blocks = xp.linalg.inv(factor.task_blocks)[xp.asarray(codes)]
-        z = xp.matmul(blocks, xp.asarray(rhs_task)[..., None])[..., 0]
-        coupling_t = xp.matrix_transpose(factor.coupling)[xp.asarray(codes)]
-        return z, xp.matmul(coupling_t, z[..., None])[..., 0]
-    z = np.empty((len(codes), factor.task_blocks.shape[-1]))
-    pushed = np.empty((len(codes), factor.coupling.shape[-1]))
-    with single_blas_thread(xp, factor.task_blocks.shape[-1]):
-        for task, rows in group_rows_by_task(codes):
-            z[rows] = np.linalg.solve(factor.task_blocks[task], rhs_task[rows].T).T
-            pushed[rows] = z[rows] @ factor.coupling[task]
-    return z, pushed
+    """z_e = H_kk^-1 g_e for rows e of task k, and H_K+1,k z_e (no (rows, q, q) gather on
+    NumPy: one product per task present)."""
+    backend = factor.backend
+    z = backend.rows_times_task_matrices(codes, rhs_task, factor.task_inverse)
+    return z, backend.rows_times_task_matrices(codes, z, factor.coupling)
 
 
 def reduced_gradients(factor, codes, grad_task, grad_shared):
     """g^s - W_l^T g^t for every row (its gradient pushed onto the shared block)."""
-    xp = factor.xp
-    if is_numpy_namespace(xp):
-        # One GEMM per task present (rows grouped by task) instead of a (m, q, p) gather.
-        reduced = np.empty((len(codes), factor.coupling_solved.shape[2]))
-        for task, rows in group_rows_by_task(codes):
-            reduced[rows] = -(grad_task[rows] @ factor.coupling_solved[task])
-    else:
-        solved = factor.coupling_solved[codes]  # (m, q, p): one batched product on the device
-        reduced = -xp.matmul(grad_task[:, None, :], solved)[:, 0, :]
+    reduced = -factor.backend.rows_times_task_matrices(codes, grad_task, factor.coupling_solved)
     if grad_shared is not None:
         reduced = reduced + grad_shared
     return reduced
@@ -100,8 +77,8 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
         Shared part (None: zero).
     return_reduced : bool, default=False
         Also return the reduced gradients (m, p).
-    out : ndarray of shape (m, K), optional
-        NumPy only: write the effects into this array (no temporary, no copy).
+    out : array of shape (m, K), optional
+        Write the effects into this array (no temporary, no copy).
 
     Returns
     -------
@@ -109,14 +86,15 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
     """
     xp = factor.xp
     reduced = reduced_gradients(factor, codes, grad_task, grad_shared)
-    if out is not None and is_numpy_namespace(xp):
-        effects = np.matmul(reduced, x_shared, out=out)
+    if out is not None:
+        xp.matmul(reduced, x_shared, out=out)
+        effects = out
     else:
         effects = xp.matmul(reduced, x_shared)
     # Within-task path: only column codes[i] of row i (Proposition 1, first term).
+    codes = factor.backend.asarray(codes)
     within = xp.sum(grad_task * z[codes], axis=1)
     effects[xp.arange(effects.shape[0]), codes] += within
     if return_reduced:
         return effects, reduced
     return effects
-

@@ -22,7 +22,8 @@ and the same formula for k = l is the Newton step of task l's own head against t
 parameters (its term T_l with g fixed), which is how ``loto_effects`` defines the diagonal.
 
 Row i of task l removed (weight w_i -> 0, 1/n_l fixed; eq. 5). Its loss Hessian is rank one,
-``s_i c_i c_i^T`` (exact for a linear model), so by Sherman-Morrison, with A = H^-1, e = A c,
+``s_i c_i c_i^T`` (exact for a linear model; the Gauss-Newton term of a network with one
+output), so by Sherman-Morrison, with A = H^-1, e = A c,
 a = A r, b = A grad(l_i) and rho = w_i s_i,
 
     (H - rho c c^T)^-1 = A + rho e e^T / (1 - rho c^T e),
@@ -47,11 +48,14 @@ import warnings
 import numpy as np
 import scipy.linalg
 
+from .._arrow import arrow_solve, factor_arrow, solve_schur, solve_task_blocks
 from .._tasks import group_rows_by_task
-from ._arrow import arrow_solve, factor_arrow, solve_schur, solve_task_blocks
+from ..base import Params
 from ._effects import reduced_gradients, solve_rows_by_task
+from ._problem import mean_task_losses
+from ._strategy import CHUNK_NUMBERS, RemovalStrategy
 
-__all__ = ["NewtonRemoval"]
+__all__ = ["Newton"]
 
 
 def _cholesky_or_warn(matrix, what, damping):
@@ -73,39 +77,75 @@ def _cholesky_or_warn(matrix, what, damping):
     return factor
 
 
-class NewtonRemoval:
-    """Newton-step parameters of the objective with one row or task removed (NumPy).
+def _dot(task_a, shared_a, task_b, shared_b):
+    value = np.einsum("mq,mq->m", task_a, task_b)
+    if shared_a is not None:
+        value = value + np.einsum("mp,mp->m", shared_a, shared_b)
+    return value
+
+
+class Newton(RemovalStrategy):
+    """Removal effects from Newton steps on the objective without the row or task (NumPy).
 
     Parameters
     ----------
-    train : objective
-        The training objective (multitask objective protocol) at the fitted parameters.
-    factor : ArrowFactor
-        NumPy arrow factor of its (damped) Hessian.
-    damping : float
-        The damping in ``factor`` (reused for refactorisations at later steps).
+    problem : InfluenceProblem
+        The fitted model, its objectives and factor (refactored on the host for a device
+        backend).
     n_steps : int
         Newton steps.
-    task_names : list
-        Task labels for error messages.
     """
 
-    def __init__(self, train, factor, damping, n_steps, task_names):
-        self.train = train
-        self.factor = factor
-        self.damping = damping
+    allows_nan = True
+
+    def __init__(self, problem, n_steps=1):
+        super().__init__(problem)
         self.n_steps = n_steps
-        self.task_names = task_names
-        self.task_params, self.shared_params = (np.asarray(a, dtype=np.float64)
-                                                for a in train.parameters())
-        task_grad, shared_parts = train.task_gradients()
-        self.task_shared_grad = np.asarray(shared_parts)  # dT_l/dg, (K, p)
-        self.residual_task = np.asarray(task_grad)
-        self.residual_shared = (self.task_shared_grad.sum(axis=0)
-                                + np.asarray(train.shared_penalty_gradient()))
-        # u_k = H_kk^-1 r_k and a = H^-1 r (a full arrow solve), both constant.
-        self.u = solve_task_blocks(factor, self.residual_task)
-        self.a_task, self.a_shared = arrow_solve(factor, self.residual_task, self.residual_shared)
+        self.factor = factor = problem.host_factor()
+        self.train, self.params = problem.train, problem.params
+        self.damping, self.task_names = problem.damping, problem.task_names
+        q, p = factor.shape[1:]
+        self.task_params = np.asarray(self.params.task, dtype=np.float64)
+        self.shared_params = np.asarray(self.params.shared, dtype=np.float64)
+        with problem.backend.blas_threads(max(q, p)):
+            task_grad, shared_parts = self.train.task_gradients(self.params)
+            self.task_shared_grad = np.asarray(shared_parts)  # dT_l/dg, (K, p)
+            self.residual_task = np.asarray(task_grad)
+            self.residual_shared = (self.task_shared_grad.sum(axis=0)
+                                    + np.asarray(self.train.shared_penalty_gradient(self.params)))
+            # u_k = H_kk^-1 r_k and a = H^-1 r (a full arrow solve), both constant.
+            self.u = solve_task_blocks(factor, self.residual_task)
+            self.a_task, self.a_shared = arrow_solve(factor, self.residual_task,
+                                                     self.residual_shared)
+
+    # -- the strategy interface ------------------------------------------------------------
+    def row_chunk_size(self, n_eval=None):
+        """Removals per chunk: keeps the (M, K, q) points and (M, n_eval) losses near 2**22."""
+        n_tasks, q, p = self.factor.shape
+        n_eval = len(self.problem.val.codes) if n_eval is None else n_eval
+        return max(1, CHUNK_NUMBERS // (n_tasks * q + p + n_eval + q * p))
+
+    def _effects(self, points):
+        problem = self.problem
+        return (mean_task_losses(problem.val, points, problem.n_tasks)
+                - problem.validation_loss)
+
+    def row_effects(self, objective, rows, weights, out=None):
+        with self.problem.backend.blas_threads(max(self.factor.shape[1:])):
+            effects = self._effects(self.row_points(objective, rows, np.asarray(weights)))
+        if out is not None:
+            out[...] = effects
+        return effects
+
+    def task_effects(self, tasks):
+        with self.problem.backend.blas_threads(max(self.factor.shape[1:])):
+            return self._effects(self.task_points(np.asarray(tasks)))
+
+    def sample_effects(self, evaluation, rows):
+        train = self.train
+        with self.problem.backend.blas_threads(max(self.factor.shape[1:])):
+            points = self.row_points(train, rows, train.row_weights[rows])
+            return evaluation.row_losses(points) - evaluation.row_losses(self.params)
 
     # -- shared helpers --------------------------------------------------------------------
     def pushed_back(self, shared):
@@ -123,18 +163,16 @@ class NewtonRemoval:
 
     # -- tasks -----------------------------------------------------------------------------
     def task_points(self, tasks):
-        """Parameters after ``n_steps`` Newton steps without each task in ``tasks``.
-
-        Returns task parameters (M, K, q) and shared parameters (M, p).
-        """
+        """Parameters after ``n_steps`` Newton steps without each task in ``tasks`` (codes):
+        a batch of M points."""
         factor, train = self.factor, self.train
         coupling = factor.coupling
         pushed_all = np.einsum("kqp,kq->p", coupling, self.u)
-        tasks = np.asarray(tasks)
         # N_-l for every l of the chunk, (M, p, p), and the shared right-hand sides (M, p).
         schur = (factor.schur[None]
                  + np.matmul(np.swapaxes(coupling[tasks], 1, 2), factor.coupling_solved[tasks])
-                 - np.stack([np.asarray(train.task_shared_hessian(task)) for task in tasks]))
+                 - np.stack([np.asarray(train.task_shared_hessian(self.params, task))
+                             for task in tasks]))
         schur = (schur + np.swapaxes(schur, 1, 2)) / 2
         rhs = -(self.residual_shared[None] - self.task_shared_grad[tasks]) + (
             pushed_all[None] - np.einsum("mqp,mq->mp", coupling[tasks], self.u[tasks]))
@@ -160,18 +198,18 @@ class NewtonRemoval:
                 if np.isfinite(out_shared[m]).all():
                     out_task[m], out_shared[m] = self._more_task_steps(task, out_task[m],
                                                                        out_shared[m])
-        return out_task, out_shared
+        return Params(out_task, out_shared)
 
     def _more_task_steps(self, task, task_params, shared_params):
         """Steps 2.. without ``task``: a Newton step at the current point (new Hessian)."""
         active = np.ones(self.task_params.shape[0], dtype=bool)
         active[task] = False
         for _ in range(self.n_steps - 1):
-            point = self.train.with_parameters(task_params, shared_params)
-            task_grad, shared_parts = point.task_gradients()
+            point = Params(task_params, shared_params)
+            task_grad, shared_parts = self.train.task_gradients(point)
             shared_grad = (np.asarray(shared_parts)[active].sum(axis=0)
-                           + np.asarray(point.shared_penalty_gradient()))
-            blocks = point.hessian_blocks(active=active)
+                           + np.asarray(self.train.shared_penalty_gradient(point)))
+            blocks = self.train.hessian_blocks(point, active=active)
             factor = factor_arrow(*blocks, damping=self.damping, active=active,
                                   task_names=self.task_names)
             # Inactive task: its block row only, i.e. its head's Newton step given the new g.
@@ -191,39 +229,29 @@ class NewtonRemoval:
             x_task[rows] -= x_shared[rows] @ factor.coupling_solved[task].T
         return x_task, x_shared
 
-    @staticmethod
-    def _dot(codes_task_a, shared_a, task_b, shared_b):
-        value = np.einsum("mq,mq->m", codes_task_a, task_b)
-        if shared_a is not None:
-            value = value + np.einsum("mp,mp->m", shared_a, shared_b)
-        return value
-
     def row_points(self, objective, rows, weights):
-        """Parameters after ``n_steps`` (quasi-)Newton steps without each row.
+        """Parameters after ``n_steps`` (quasi-)Newton steps without each row: a batch of
+        points, one per row.
 
         Parameters
         ----------
-        objective : objective
+        objective : MultitaskObjective
             Holds the rows (the training objective, or other rows for ``transform``).
-        rows : array of int, shape (M,)
+        rows : slice or array of int, selecting M rows
         weights : array of shape (M,)
             Each row's weight in the training objective (what removing it takes away).
-
-        Returns
-        -------
-        task_params : ndarray of shape (M, K, q)
-        shared_params : ndarray of shape (M, p)
         """
+        params = self.params
         codes = np.asarray(objective.codes)[rows]
-        grad_task, grad_shared = objective.row_gradients(rows)
-        curv_task, curv_shared, curvature = objective.row_curvatures(rows)
+        grad_task, grad_shared = objective.row_gradients(params, rows)
+        curv_task, curv_shared, curvature = objective.row_curvatures(params, rows)
         e_task, e_shared = self._compact_solve(codes, curv_task, curv_shared)
         b_task, b_shared = self._compact_solve(codes, grad_task, grad_shared)
-        leverage = self._dot(curv_task, curv_shared, e_task, e_shared)
-        c_dot_a = self._dot(curv_task, curv_shared, self.a_task[codes],
-                            None if curv_shared is None else
-                            np.broadcast_to(self.a_shared, e_shared.shape))
-        c_dot_b = self._dot(curv_task, curv_shared, b_task, b_shared)
+        leverage = _dot(curv_task, curv_shared, e_task, e_shared)
+        c_dot_a = _dot(curv_task, curv_shared, self.a_task[codes],
+                       None if curv_shared is None else
+                       np.broadcast_to(self.a_shared, e_shared.shape))
+        c_dot_b = _dot(curv_task, curv_shared, b_task, b_shared)
         rho = weights * curvature
         denominator = 1.0 - rho * leverage
         # H - rho c c^T is the Hessian without the row; positive definite, so the denominator
@@ -237,41 +265,24 @@ class NewtonRemoval:
         shared_params = self.shared_params[None] + own_shared - self.a_shared[None]
         for _ in range(self.n_steps - 1):
             # Chord step: the true gradient of L - w_i l_i here, the Hessian of step 1.
-            full_task, full_shared = self.train.gradient_at(task_params, shared_params)
-            row_task, row_shared = objective.row_gradients_at(rows, task_params, shared_params)
+            point = Params(task_params, shared_params)
+            full_task, shared_parts = self.train.task_gradients(point)
+            full_shared = (np.asarray(shared_parts).sum(axis=1)
+                           + np.asarray(self.train.shared_penalty_gradient(point)))
+            row_task, row_shared = objective.row_gradients(point, rows)
             full_task = np.array(full_task)
             full_task[np.arange(codes.size), codes] -= weights[:, None] * row_task
-            full_shared = np.asarray(full_shared)
             if row_shared is not None:
                 full_shared = full_shared - weights[:, None] * row_shared
             solved_task, solved_shared = arrow_solve(
                 self.factor, np.moveaxis(full_task, 0, -1), full_shared.T)
             solved_task = np.moveaxis(solved_task, -1, 0)  # A g, (M, K, q)
             solved_shared = solved_shared.T
-            c_dot = self._dot(curv_task, curv_shared, solved_task[np.arange(codes.size), codes],
-                              solved_shared)
+            c_dot = _dot(curv_task, curv_shared, solved_task[np.arange(codes.size), codes],
+                         solved_shared)
             gain = rho * c_dot / denominator
             task_params = (task_params - solved_task
                            - self.expand(codes, gain[:, None] * e_task,
                                          gain[:, None] * e_shared))
             shared_params = shared_params - solved_shared - gain[:, None] * e_shared
-        return task_params, shared_params
-
-
-def mean_task_losses(objective, task_params, shared_params, n_tasks):
-    """Mean row loss of every task (M, K) at a batch of points (NaN: task without rows)."""
-    losses = objective.row_losses_at(task_params, shared_params)
-    codes = np.asarray(objective.codes)
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes, minlength=n_tasks)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    present = counts > 0
-    sums = np.full((losses.shape[0], n_tasks), np.nan)
-    if present.any():
-        sums[:, present] = np.add.reduceat(losses[:, order], starts[present], axis=1)
-    return sums / np.where(present, counts, np.nan)
-
-
-def newton_block_size(n_tasks, q, p, n_eval):
-    """Removals per chunk: keeps the (M, K, q) points and (M, n_eval) losses near 2**22."""
-    return max(1, 2**22 // (n_tasks * q + p + n_eval + q * p))
+        return Params(task_params, shared_params)

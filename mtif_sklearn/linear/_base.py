@@ -13,8 +13,10 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
-from .._tasks import encode_tasks, prediction_task_codes, unique_tasks, validate_task_data
-from ._objective import LinearMultitaskObjective, augment, fit_linear_multitask
+from .._tasks import TaskData, fit_task_codes, prediction_task_codes, validate_task_data
+from ..base import Params
+from ._objective import LinearMultitaskObjective, augment
+from ._solver import fit_linear_multitask
 
 
 class _BaseMultitaskLinear(BaseEstimator):
@@ -69,70 +71,28 @@ class _BaseMultitaskLinear(BaseEstimator):
         return np.asarray(y, dtype=np.float64)
 
     # -- fitting -----------------------------------------------------------------------------
-    def _fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
-             dropped_tasks=(), init=None):
-        """Fit on (X, y). Private options serve exact refits in :mod:`mtif_sklearn.retrain`.
-
-        ``task_weight_sum`` fixes the normalisers n_k (paper eq. 5 keeps 1/n_k when a row's
-        weight goes to 0); ``dropped_tasks`` are removed from the shared fit with their
-        regulariser (eq. 11) and get a head fitted against the resulting shared parameters;
-        ``init`` = (coef (K, q), shared (q,)) warm-starts Newton.
-        """
+    def _fit(self, X, y, tasks=None, sample_weight=None):
+        """Validate (X, y, tasks, sample_weight) once, then fit on the validated rows."""
         self._validate_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        X_features, labels, y = self._validate_features(X, tasks, reset=True, y=y)
-        n_samples = X_features.shape[0]
-        if labels is None:
-            labels = np.zeros(n_samples, dtype=np.int64)
-        self.tasks_ = unique_tasks(labels)
-        codes = encode_tasks(labels, self.tasks_)
-        y_coded = self._encode_targets(y, reset=True)
-        sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
-                                             ensure_non_negative=True)
-        n_tasks = len(self.tasks_)
-        if task_weight_sum is None:
-            task_weight_sum = np.bincount(codes, weights=sample_weight, minlength=n_tasks)
-            empty = np.flatnonzero(task_weight_sum <= 0)
-            if empty.size:
-                raise ValueError(
-                    f"Task(s) {self.tasks_[empty].tolist()[:5]} have total sample_weight 0; "
-                    "give each task some positive weight or drop its rows."
-                )
-        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
-        alpha = self._alpha_per_task(self.tasks_)
-        X_aug = augment(X_features, self.fit_intercept)
+        return self._mtif_fit(self._mtif_data(X, y, tasks, sample_weight, reset=True))
+
+    def _objective(self, data, row_weights):
+        """The objective on the rows of ``data`` with the given row weights."""
+        X_aug = augment(data.X, self.fit_intercept)
         penalty_mask = np.ones(X_aug.shape[1])
         if self.fit_intercept:
             penalty_mask[-1] = 0.0
-        objective = LinearMultitaskObjective(
-            X_aug, y_coded, codes, sample_weight / self.task_weight_sum_[codes], alpha,
-            self.shared_alpha, penalty_mask, self._loss,
-            coef=None if init is None else np.array(init[0], dtype=np.float64),
-            shared=None if init is None else np.array(init[1], dtype=np.float64),
-        )
-        active = np.ones(n_tasks, dtype=bool)
-        if len(dropped_tasks):
-            active[encode_tasks(np.asarray(list(dropped_tasks)), self.tasks_)] = False
-        n_iter, converged = fit_linear_multitask(
-            objective, active=active, max_iter=getattr(self, "max_iter", 2),
-            tol=getattr(self, "tol", 0.0), task_names=self.tasks_.tolist(),
-        )
-        if not converged:
-            warnings.warn(
-                f"{type(self).__name__} did not converge in max_iter={self.max_iter} Newton "
-                "iterations; increase max_iter or tol, or scale the features.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        self.n_iter_ = n_iter
-        d = X_features.shape[1]
-        self._set_parameters(objective.coef, objective.shared, d)
-        return self
+        alpha = self._alpha_per_task(data.task_labels)
+        tie = np.repeat(alpha[:, None], X_aug.shape[1], axis=1)
+        return LinearMultitaskObjective(X_aug, data.y, data.codes, row_weights, tie,
+                                        self.shared_alpha, penalty_mask, self._loss)
 
-    def _set_parameters(self, coef_aug, shared_aug, n_features):
+    def _set_parameters(self, params, n_features):
+        coef_aug, shared_aug = params
         self.coef_ = coef_aug[:, :n_features].copy()
         self.shared_coef_ = shared_aug[:n_features].copy()
         if self.fit_intercept:
@@ -148,16 +108,14 @@ class _BaseMultitaskLinear(BaseEstimator):
             shared = np.append(self.shared_coef_, self.shared_intercept_)
         else:
             coef, shared = self.coef_, self.shared_coef_
-        return coef, shared
+        return Params(coef, shared)
 
     # -- prediction --------------------------------------------------------------------------
     def _raw_predict(self, X, tasks):
-        check_is_fitted(self)
-        X_features, labels, _ = self._validate_features(X, tasks, reset=False)
-        codes = self._task_codes(labels, X_features.shape[0], unknown=self.unknown_task)
+        data = self._mtif_data(X, None, tasks, reset=False, unknown=self.unknown_task)
         coef = np.vstack([self.coef_, self.shared_coef_[None]])
         intercept = np.append(self.intercept_, self.shared_intercept_)
-        return np.einsum("ij,ij->i", X_features, coef[codes]) + intercept[codes]
+        return np.einsum("ij,ij->i", data.X, coef[data.codes]) + intercept[data.codes]
 
     def score_per_task(self, X, y, tasks=None, sample_weight=None):
         """The model's ``score`` computed separately on each task's rows.
@@ -196,36 +154,93 @@ class _BaseMultitaskLinear(BaseEstimator):
                 X_rows, y[rows], tasks=task_rows, sample_weight=weight)
         return scores
 
-    # -- multitask objective protocol (DESIGN.md section 4) ------------------------------------
-    def _mtif_objective(self, X, y, tasks=None, sample_weight=None):
-        """The fitted objective evaluated on rows (X, y): the protocol MTIFInfluence talks to.
+    # -- estimator hooks of the multitask objective protocol (mtif_sklearn.base) --------------
+    _mtif_capabilities = frozenset({"refit"})
 
-        Every row's weight is ``sample_weight / task_weight_sum_`` (the normaliser 1/n_k of the
-        training fit, eq. 5). Unknown tasks raise.
+    def _mtif_data(self, X, y=None, tasks=None, sample_weight=None, *, reset,
+                   unknown="error"):
+        """Validate rows once into a :class:`~mtif_sklearn._tasks.TaskData`.
+
+        ``reset=True`` (before fitting): the task labels define the tasks and the estimator
+        records ``n_features_in_`` (and ``classes_``). ``reset=False``: checked against the
+        fitted model; ``unknown`` as in :func:`~mtif_sklearn._tasks.encode_tasks`.
         """
-        check_is_fitted(self)
-        X_features, labels, y = self._validate_features(X, tasks, reset=False, y=y)
-        codes = self._task_codes(labels, X_features.shape[0])
-        y_coded = self._encode_targets(y, reset=False)
+        if not reset:
+            check_is_fitted(self)
+        X_features, labels, y = self._validate_features(X, tasks, reset=reset, y=y)
+        n_samples = X_features.shape[0]
+        if reset:
+            task_labels, codes = fit_task_codes(labels, n_samples)
+        else:
+            task_labels = self.tasks_
+            codes = self._task_codes(labels, n_samples, unknown=unknown)
+        y_coded = None if y is None else self._encode_targets(y, reset=reset)
         sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
                                              ensure_non_negative=True)
-        coef, shared = self._parameters_augmented()
-        X_aug = augment(X_features, self.fit_intercept)
-        penalty_mask = np.ones(X_aug.shape[1])
-        if self.fit_intercept:
-            penalty_mask[-1] = 0.0
-        return LinearMultitaskObjective(
-            X_aug, y_coded, codes, sample_weight / self.task_weight_sum_[codes],
-            self._alpha_per_task(self.tasks_), self.shared_alpha, penalty_mask, self._loss,
-            coef=coef, shared=shared,
+        recorded = {name: getattr(self, name, None)
+                    for name in ("n_features_in_", "feature_names_in_", "classes_")}
+        return TaskData(X_features, y_coded, codes, task_labels, sample_weight,
+                        recorded if reset else {}, getattr(X, "index", None))
+
+    def _mtif_fit(self, data, *, task_weight_sum=None, dropped_tasks=(), init=None):
+        """Fit on validated rows (see :class:`mtif_sklearn.base.MultitaskModel`).
+
+        ``task_weight_sum`` fixes the normalisers n_k (paper eq. 5 keeps 1/n_k when a row's
+        weight goes to 0); ``dropped_tasks`` (task codes) are removed from the shared fit with
+        their regulariser (eq. 11) and get a head fitted against the resulting shared
+        parameters; ``init`` (:class:`~mtif_sklearn.base.Params`) warm-starts Newton.
+        """
+        for name, value in data.fitted_attributes.items():
+            if value is None:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, value)
+        self.tasks_ = data.task_labels
+        n_tasks = data.n_tasks
+        if task_weight_sum is None:
+            task_weight_sum = data.task_counts(data.sample_weight)
+            empty = np.flatnonzero(task_weight_sum <= 0)
+            if empty.size:
+                raise ValueError(
+                    f"Task(s) {self.tasks_[empty].tolist()[:5]} have total sample_weight 0; "
+                    "give each task some positive weight or drop its rows."
+                )
+        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
+        objective = self._objective(data, data.sample_weight / self.task_weight_sum_[data.codes])
+        active = np.ones(n_tasks, dtype=bool)
+        active[np.asarray(dropped_tasks, dtype=np.int64)] = False
+        params, n_iter, converged = fit_linear_multitask(
+            objective, init, active=active, max_iter=getattr(self, "max_iter", 1),
+            tol=getattr(self, "tol", 0.0), task_names=self.tasks_.tolist(),
         )
+        if not converged:
+            warnings.warn(
+                f"{type(self).__name__} did not converge in max_iter={self.max_iter} Newton "
+                "iterations; increase max_iter or tol, or scale the features.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.n_iter_ = n_iter
+        self._set_parameters(params, data.X.shape[1])
+        return self
 
-    def _mtif_fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
-                  dropped_tasks=(), init=None):
-        """Refit with fixed normalisers / dropped tasks (protocol hook for ``retrain``)."""
-        return self._fit(X, y, tasks, sample_weight, task_weight_sum=task_weight_sum,
-                         dropped_tasks=dropped_tasks, init=init)
+    def _mtif_objective(self, data, *, view="influence"):
+        """The fitted objective on the rows of ``data`` (one view for linear models).
 
-    def _mtif_init(self):
-        """Current parameters, to warm-start a refit."""
+        Every row's weight is ``sample_weight / task_weight_sum_`` (the normaliser 1/n_k of the
+        training fit, eq. 5).
+        """
+        check_is_fitted(self)
+        return self._objective(data, data.sample_weight / self.task_weight_sum_[data.codes])
+
+    def _mtif_params(self, view="influence"):
+        """The fitted parameters (task blocks with intercepts, shared block; one view)."""
+        check_is_fitted(self)
         return self._parameters_augmented()
+
+    def _mtif_warm_start(self):
+        """The fitted parameters, to warm-start a refit."""
+        return self._mtif_params()
+    _mtif_refit = _mtif_fit
+    _mtif_regularisers = ("alpha", "shared_alpha")
+    _mtif_exact_fit = True  # fit() reaches the minimum (to round-off / tol)

@@ -1,14 +1,16 @@
 """SharedBottomAdapter: MTIF for a shared-bottom torch model trained by the user."""
 
-from numbers import Real
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from .._tasks import check_task_labels, encode_tasks, group_rows_by_task, unique_tasks
-from ._estimator import resolve_device
+from .._tasks import TaskData, check_task_labels, encode_tasks, group_rows_by_task, unique_tasks
+from ._estimator import _TrainingData, resolve_device, train_lbfgs
 from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
 
 __all__ = ["SharedBottomAdapter"]
@@ -61,9 +63,10 @@ class SharedBottomAdapter(BaseEstimator):
 
     (per-task weighted mean loss plus L2; pass the ``weight_decay`` the model was trained with,
     as an L2 coefficient). ``fit`` does not train: it records the tasks and the normalisers n_k
-    of the training rows. Influence assumes the model is at a (local) minimum of L. There is no
-    refit (``_mtif_fit``), so :mod:`mtif_sklearn.retrain` needs
-    :class:`SharedBottomRegressor` / :class:`SharedBottomClassifier` or the user's own loop.
+    of the training rows. Influence assumes the model is at a (local) minimum of L. Refits
+    (:mod:`mtif_sklearn.retrain`: leave-one-out, leave-one-task-out) train a copy of the network
+    from its current weights by full-batch L-BFGS on L (``max_iter``, ``tol``); the reference
+    fit of a refit comparison is trained the same way, so both sides are equally converged.
 
     Parameters
     ----------
@@ -92,6 +95,11 @@ class SharedBottomAdapter(BaseEstimator):
         chunks of about 2**22 numbers.
     device : str, default=None
         Torch device for the computation (float64); None: the device of the shared module.
+    max_iter : int, default=1000
+        L-BFGS iterations of a refit (only :mod:`mtif_sklearn.retrain` refits; ``fit`` never
+        trains).
+    tol : float, default=1e-8
+        Gradient tolerance of a refit's L-BFGS.
 
     Attributes
     ----------
@@ -127,11 +135,13 @@ class SharedBottomAdapter(BaseEstimator):
         "hessian": [StrOptions({"exact", "gauss_newton"})],
         "batch_size": [Interval(Real, 1, None, closed="left"), None],
         "device": [str, None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(self, model=None, *, shared=None, heads=None, loss="squared_error",
                  weight_decay=0.0, attribute="auto", hessian="gauss_newton", batch_size=None,
-                 device=None):
+                 device=None, max_iter=1000, tol=1e-8):
         self.model = model
         self.shared = shared
         self.heads = heads
@@ -141,6 +151,8 @@ class SharedBottomAdapter(BaseEstimator):
         self.hessian = hessian
         self.batch_size = batch_size
         self.device = device
+        self.max_iter = max_iter
+        self.tol = tol
 
     def _parts(self):
         if self.model is not None:
@@ -189,19 +201,7 @@ class SharedBottomAdapter(BaseEstimator):
         self : SharedBottomAdapter
         """
         self._validate_params()
-        _, _, self.tasks_ = self._parts()
-        X = np.asarray(X)
-        if X.ndim == 2:
-            self.n_features_in_ = X.shape[1]
-        codes = self._labels(tasks, X.shape[0])
-        weights = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)),
-                                       dtype=np.float64, ensure_non_negative=True)
-        self.task_weight_sum_ = np.bincount(codes, weights=weights, minlength=len(self.tasks_))
-        empty = np.flatnonzero(self.task_weight_sum_ <= 0)
-        if empty.size:
-            raise ValueError(f"Heads {self.tasks_[empty].tolist()[:5]} have no training rows "
-                             "(total weight 0); every head's task needs rows.")
-        return self
+        return self._mtif_fit(self._mtif_data(X, y, tasks, sample_weight, reset=True))
 
     def _losses(self):
         if isinstance(self.loss, dict):
@@ -211,38 +211,137 @@ class SharedBottomAdapter(BaseEstimator):
             return [self.loss[t] for t in self.tasks_.tolist()]
         return [self.loss] * len(self.tasks_)
 
-    def _targets(self, torch, y, codes, functional, X, names):
-        Y = torch.as_tensor(np.asarray(y, dtype=np.float64), device=X.device)
-        if "cross_entropy" not in names:
-            return Y
-        with torch.no_grad():
-            n_classes = functional.output(functional.theta[0], functional.gamma, X[:1]).shape[1]
-        return torch.nn.functional.one_hot(Y.long(), n_classes).to(torch.float64)
-
-    def _mtif_objective(self, X, y, tasks=None, sample_weight=None):
-        """The objective evaluated on rows (X, y): the protocol MTIFInfluence talks to."""
-        check_is_fitted(self)
-        torch = import_torch()
-        shared, heads, _ = self._parts()
-        device = self._device(shared)
-        X = np.asarray(X)
-        codes = self._labels(tasks, X.shape[0])
-        weights = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)),
-                                       dtype=np.float64, ensure_non_negative=True)
+    def _loss_names(self):
         names = self._losses()
         if any(isinstance(n, str) and n == "cross_entropy" for n in names) and \
                 len(set(map(str, names))) > 1:
             raise ValueError("'cross_entropy' cannot be mixed with other losses across tasks "
                              "(its targets are one-hot); use a callable per task instead.")
-        functional = FunctionalSharedBottom(shared, heads, self.attribute, device)
-        X_tensor = torch.as_tensor(X, dtype=torch.float64, device=device)
-        Y = self._targets(torch, y, codes, functional, X_tensor,
-                          [n for n in names if isinstance(n, str)])
+        return names
+
+    def _targets(self, torch, y, functional, X, names):
+        Y = torch.as_tensor(np.asarray(y, dtype=np.float64), device=X.device)
+        if "cross_entropy" not in [n for n in names if isinstance(n, str)]:
+            return Y
+        with torch.no_grad():
+            n_classes = functional.output(functional.theta[0], functional.gamma, X[:1]).shape[1]
+        return torch.nn.functional.one_hot(Y.long(), n_classes).to(torch.float64)
+
+    # -- estimator hooks of the multitask objective protocol (mtif_sklearn.base) ----------------
+    _mtif_capabilities = frozenset({"refit"})
+    _mtif_regularisers = ("weight_decay",)
+
+    def _mtif_data(self, X, y=None, tasks=None, sample_weight=None, *, reset,
+                   unknown="error"):
+        """Rows as a :class:`~mtif_sklearn._tasks.TaskData`; the task labels are the heads'."""
+        if reset:
+            _, _, self.tasks_ = self._parts()
+        else:
+            check_is_fitted(self)
+        X = np.asarray(X)
+        codes = self._labels(tasks, X.shape[0])
+        weights = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)),
+                                       dtype=np.float64, ensure_non_negative=True)
+        recorded = {"n_features_in_": X.shape[1] if X.ndim == 2 else None}
+        return TaskData(X, None if y is None else np.asarray(y, dtype=np.float64), codes,
+                        self.tasks_, weights, recorded if reset else {})
+
+    def _mtif_fit(self, data, *, task_weight_sum=None):
+        """Record the tasks and the normalisers n_k (the network is already trained)."""
+        for name, value in data.fitted_attributes.items():
+            if value is None:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, value)
+        self.tasks_ = data.task_labels
+        if task_weight_sum is None:
+            task_weight_sum = data.task_counts(data.sample_weight)
+        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
+        empty = np.flatnonzero(self.task_weight_sum_ <= 0)
+        if empty.size:
+            raise ValueError(f"Heads {self.tasks_[empty].tolist()[:5]} have no training rows "
+                             "(total weight 0); every head's task needs rows.")
+        return self
+
+    def _mtif_refit(self, data, *, task_weight_sum=None, dropped_tasks=(), init=None):
+        """Train this (cloned) network from its weights, or ``init``, by full-batch L-BFGS on
+        the objective; ``dropped_tasks`` (codes) leave the shared fit (eq. 11) and get their
+        head trained against the final shared layers."""
+        torch = import_torch()
+        self._mtif_fit(data, task_weight_sum=task_weight_sum)
+        shared, heads, _ = self._parts()
+        modules = [shared, *heads]
+        if init is not None:
+            for module, state in zip(modules, init, strict=True):
+                module.load_state_dict({name: torch.as_tensor(value)
+                                        for name, value in state.items()})
+        device = self._device(shared)
+        for module in modules:
+            module.to(device=device, dtype=torch.float64)
+        functional = FunctionalSharedBottom(shared, heads, "all", device)
+        names = self._loss_names()
+        training = _TrainingData(torch, np.asarray(data.X, dtype=np.float64), np.zeros(1),
+                                 data.codes,
+                                 data.sample_weight / self.task_weight_sum_[data.codes],
+                                 data.n_tasks, device)
+        training.Y = self._targets(torch, data.y, functional, training.X, names)
+        net = {"shared": shared, "heads": heads}
+        losses = [row_loss(n) for n in names]
+        active = np.ones(data.n_tasks, dtype=bool)
+        active[np.asarray(dropped_tasks, dtype=np.int64)] = False
+        for mask, train_shared in ((active, True), (~active, False)):
+            params = [p for k in np.flatnonzero(mask) for p in heads[int(k)].parameters()]
+            if train_shared:
+                params = list(shared.parameters()) + params
+            params = [p for p in params if p.requires_grad]
+            rows = np.flatnonzero(mask[data.codes] & (training.row_weights > 0))
+            if rows.size == 0 or not params:
+                continue
+
+            def penalty(params=params):
+                return 0.5 * self.weight_decay * sum(torch.sum(p * p) for p in params)
+
+            n_iter = train_lbfgs(training, net, losses, params, penalty, rows, train_shared,
+                                 self.max_iter, self.tol)
+            if n_iter >= self.max_iter:
+                warnings.warn(
+                    f"SharedBottomAdapter refit: L-BFGS reached max_iter={self.max_iter} "
+                    f"before the gradient fell below tol={self.tol}; increase max_iter.",
+                    ConvergenceWarning, stacklevel=3)
+        return self
+
+    def _mtif_objective(self, data, *, view="influence"):
+        """The objective on the rows of ``data``: what MTIFInfluence talks to. ``view=
+        "training"``: every shared parameter attributed, Gauss-Newton curvature."""
+        check_is_fitted(self)
+        torch = import_torch()
+        shared, heads, _ = self._parts()
+        device = self._device(shared)
+        names = self._loss_names()
+        functional = FunctionalSharedBottom(
+            shared, heads, "all" if view == "training" else self.attribute, device)
+        X_tensor = torch.as_tensor(data.X, dtype=torch.float64, device=device)
+        Y = self._targets(torch, data.y, functional, X_tensor, names)
         return TorchMultitaskObjective(
-            functional, X_tensor, Y, codes, weights / self.task_weight_sum_[codes],
-            [row_loss(n) for n in names], self.weight_decay, self.hessian,
+            functional, X_tensor, Y, data.codes,
+            data.sample_weight / self.task_weight_sum_[data.codes],
+            [row_loss(n) for n in names], self.weight_decay,
+            "gauss_newton" if view == "training" else self.hessian,
             batch_size=None if self.batch_size is None else int(self.batch_size),
             task_names=self.tasks_.tolist())
+
+    def _mtif_params(self, view="influence"):
+        """The network's attributed parameters (all shared ones for ``view="training"``)."""
+        check_is_fitted(self)
+        shared, heads, _ = self._parts()
+        return FunctionalSharedBottom(shared, heads, "all" if view == "training"
+                                      else self.attribute, self._device(shared)).fitted_params()
+
+    def _mtif_warm_start(self):
+        """State dicts of the shared module and every head (NumPy), to warm-start a refit."""
+        shared, heads, _ = self._parts()
+        return [{name: value.detach().cpu().numpy().copy()
+                 for name, value in module.state_dict().items()} for module in (shared, *heads)]
 
     def predict(self, X, tasks=None):
         """Outputs of every row's task head.

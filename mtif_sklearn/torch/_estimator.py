@@ -17,11 +17,11 @@ from sklearn.utils.validation import (
 )
 
 from .._tasks import (
-    encode_tasks,
+    TaskData,
+    fit_task_codes,
     group_rows_by_task,
     prediction_task_codes,
     train_validation_split_by_task,
-    unique_tasks,
     validate_task_data,
 )
 from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
@@ -56,6 +56,33 @@ def _build_network(n_features, hidden_layer_sizes, activation, n_tasks, n_output
         heads = nn.ModuleList(nn.Linear(width, n_outputs, dtype=torch.float64)
                               for _ in range(n_tasks))
         return nn.ModuleDict({"shared": nn.Sequential(*layers), "heads": heads})
+
+
+def train_lbfgs(data, net, loss, params, penalty, rows, train_shared, max_iter, tol):
+    """Full-batch L-BFGS (strong Wolfe) on ``data.objective`` over ``rows`` plus ``penalty()``.
+
+    ``net`` maps "shared" to the shared module and "heads" to the heads in task-code order;
+    ``loss`` is one row loss or a list of them per task. With ``train_shared=False`` the
+    shared output is computed once and held fixed. Returns the L-BFGS iterations.
+    """
+    torch = data.torch
+    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, max_eval=2 * max_iter,
+                                  tolerance_grad=tol, tolerance_change=1e-14, history_size=20,
+                                  line_search_fn="strong_wolfe")
+    full = data.index(rows)
+    shared_frozen = None
+    if not train_shared:
+        with torch.no_grad():
+            shared_frozen = net["shared"](data.X)
+
+    def closure():
+        optimizer.zero_grad()
+        value = data.objective(net, loss, full, shared_frozen) + penalty()
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    return int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
 
 
 class _BaseSharedBottom(BaseEstimator):
@@ -133,32 +160,27 @@ class _BaseSharedBottom(BaseEstimator):
         return prediction_task_codes(self, labels, n_samples)
 
     # -- fitting -------------------------------------------------------------------------------
-    def _fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
-             dropped_tasks=(), init=None):
-        """Train the network. Private options serve exact refits in :mod:`mtif_sklearn.retrain`.
+    def _mtif_fit(self, data, *, task_weight_sum=None, dropped_tasks=(), init=None):
+        """Train the network on validated rows (see :class:`mtif_sklearn.base.MultitaskModel`).
 
-        ``task_weight_sum`` fixes the normalisers n_k; ``dropped_tasks`` leave the shared fit
-        with their rows and their head's decay (eq. 11), then get their head trained against
-        the final shared layers; ``init`` (a state dict from :meth:`_mtif_init`) warm-starts.
+        ``task_weight_sum`` fixes the normalisers n_k; ``dropped_tasks`` (task codes) leave the
+        shared fit with their rows and their head's decay (eq. 11), then get their head trained
+        against the final shared layers; ``init`` (a state dict from
+        :meth:`_mtif_warm_start`) warm-starts.
         """
         self._validate_params()
         torch = import_torch()
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             "is None.")
         hidden = self._hidden_sizes()
-        X_features, labels, y = self._validate_features(X, tasks, reset=True, y=y)
-        n_samples = X_features.shape[0]
-        if labels is None:
-            labels = np.zeros(n_samples, dtype=np.int64)
-        self.tasks_ = unique_tasks(labels)
-        codes = encode_tasks(labels, self.tasks_)
-        n_tasks = len(self.tasks_)
-        targets, self._loss_name, n_outputs = self._encode_targets(y, reset=True)
-        sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
-                                             ensure_non_negative=True)
+        for name, value in data.fitted_attributes.items():
+            if value is None:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, value)
+        self.tasks_ = data.task_labels
+        codes, n_tasks, n_samples = data.codes, data.n_tasks, data.n_samples
+        sample_weight = data.sample_weight
         if task_weight_sum is None:
-            task_weight_sum = np.bincount(codes, weights=sample_weight, minlength=n_tasks)
+            task_weight_sum = data.task_counts(sample_weight)
             empty = np.flatnonzero(task_weight_sum <= 0)
             if empty.size:
                 raise ValueError(
@@ -168,16 +190,15 @@ class _BaseSharedBottom(BaseEstimator):
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        net = _build_network(X_features.shape[1], hidden, self.activation, n_tasks, n_outputs,
-                             seed)
+        net = _build_network(data.X.shape[1], hidden, self.activation, n_tasks,
+                             self.n_outputs_, seed)
         if init is not None:
             net.load_state_dict({name: torch.as_tensor(np.asarray(value))
                                  for name, value in init.items()})
         net = net.to(device)
 
         active = np.ones(n_tasks, dtype=bool)
-        if len(dropped_tasks):
-            active[encode_tasks(np.asarray(list(dropped_tasks)), self.tasks_)] = False
+        active[np.asarray(dropped_tasks, dtype=np.int64)] = False
         row_weights = sample_weight / self.task_weight_sum_[codes]
         train_rows = np.arange(n_samples)
         val_rows = None
@@ -190,13 +211,12 @@ class _BaseSharedBottom(BaseEstimator):
                                minlength=n_tasks)
             row_weights = sample_weight / np.where(kept > 0, kept, 1.0)[codes]
 
-        data = _TrainingData(torch, X_features, targets, codes, row_weights, n_tasks, device)
+        training = _TrainingData(torch, data.X, data.y, codes, row_weights, n_tasks, device)
         loss = row_loss(self._loss_name)
-        self.n_iter_ = self._train(data, net, loss, active, True, train_rows, val_rows, rng)
+        self.n_iter_ = self._train(training, net, loss, active, True, train_rows, val_rows, rng)
         if not active.all():  # dropped tasks: heads only, against the final shared layers
-            self._train(data, net, loss, ~active, False, train_rows, None, rng)
+            self._train(training, net, loss, ~active, False, train_rows, None, rng)
         self.module_ = net.to("cpu").eval()
-        self.n_outputs_ = n_outputs
         return self
 
     def _train(self, data, net, loss, tasks_mask, train_shared, train_rows, val_rows, rng):
@@ -215,24 +235,8 @@ class _BaseSharedBottom(BaseEstimator):
         if rows.size == 0:
             return 0
         if self.solver == "lbfgs":
-            optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=self.max_iter,
-                                          max_eval=2 * self.max_iter, tolerance_grad=self.tol,
-                                          tolerance_change=1e-14, history_size=20,
-                                          line_search_fn="strong_wolfe")
-            full = data.index(rows)
-            shared_frozen = None
-            if not train_shared:
-                with torch.no_grad():
-                    shared_frozen = net["shared"](data.X)
-
-            def closure():
-                optimizer.zero_grad()
-                value = data.objective(net, loss, full, shared_frozen) + penalty()
-                value.backward()
-                return value
-
-            optimizer.step(closure)
-            n_iter = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
+            n_iter = train_lbfgs(data, net, loss, params, penalty, rows, train_shared,
+                                 self.max_iter, self.tol)
             if n_iter >= self.max_iter:
                 warnings.warn(
                     f"{type(self).__name__}: L-BFGS reached max_iter={self.max_iter} before "
@@ -294,60 +298,94 @@ class _BaseSharedBottom(BaseEstimator):
         self : object
             The fitted estimator.
         """
-        return self._fit(X, y, tasks, sample_weight)
+        self._validate_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None.")
+        self._hidden_sizes()
+        return self._mtif_fit(self._mtif_data(X, y, tasks, sample_weight, reset=True))
 
     # -- prediction ----------------------------------------------------------------------------
     def _raw_outputs(self, X, tasks):
         """Network outputs (n, o) of every row's task head."""
-        check_is_fitted(self)
         torch = import_torch()
-        X_features, labels, _ = self._validate_features(X, tasks, reset=False)
-        codes = self._task_codes(labels, X_features.shape[0])
+        data = self._mtif_data(X, None, tasks, reset=False)
+        codes = data.codes
         device = resolve_device(self.device)
         net = copy.deepcopy(self.module_).to(device)
-        out = np.empty((X_features.shape[0], self.n_outputs_))
+        out = np.empty((data.n_samples, self.n_outputs_))
         with torch.no_grad():
-            x = torch.tensor(X_features, dtype=torch.float64, device=device)
+            x = torch.tensor(data.X, dtype=torch.float64, device=device)
             z = net["shared"](x)
             for k, rows in group_rows_by_task(codes):
                 index = torch.as_tensor(rows, device=device)
                 out[rows] = net["heads"][k](z[index]).cpu().numpy()
         return out
 
-    # -- multitask objective protocol (DESIGN.md section 4) ------------------------------------
-    def _mtif_objective(self, X, y, tasks=None, sample_weight=None):
-        """The trained objective evaluated on rows (X, y): what MTIFInfluence talks to.
+    # -- estimator hooks of the multitask objective protocol (mtif_sklearn.base) ----------------
+    _mtif_capabilities = frozenset({"refit"})
+    _mtif_regularisers = ("weight_decay",)
 
-        Every row's weight is ``sample_weight / task_weight_sum_`` (eq. 5). Unknown tasks raise.
-        """
-        check_is_fitted(self)
-        torch = import_torch()
-        X_features, labels, y = self._validate_features(X, tasks, reset=False, y=y)
-        codes = self._task_codes(labels, X_features.shape[0])
-        targets, _, _ = self._encode_targets(y, reset=False)
+    def _mtif_data(self, X, y=None, tasks=None, sample_weight=None, *, reset,
+                   unknown="error"):
+        """Validate rows once into a :class:`~mtif_sklearn._tasks.TaskData` (targets encoded
+        for the loss; ``reset=True`` before fitting)."""
+        if not reset:
+            check_is_fitted(self)
+        X_features, labels, y = self._validate_features(X, tasks, reset=reset, y=y)
+        n_samples = X_features.shape[0]
+        if reset:
+            task_labels, codes = fit_task_codes(labels, n_samples)
+        else:
+            task_labels = self.tasks_
+            codes = self._task_codes(labels, n_samples)
+        targets = None
+        if y is not None:
+            targets, loss_name, n_outputs = self._encode_targets(y, reset=reset)
+            if reset:
+                self._loss_name, self.n_outputs_ = loss_name, n_outputs
         sample_weight = _check_sample_weight(sample_weight, X_features, dtype=np.float64,
                                              ensure_non_negative=True)
-        device = resolve_device(self.device)
-        functional = FunctionalSharedBottom(self.module_["shared"], list(self.module_["heads"]),
-                                            self.attribute, device)
-        loss = row_loss(self._loss_name)
+        recorded = {name: getattr(self, name, None) for name in (
+            "n_features_in_", "feature_names_in_", "classes_", "_loss_name", "n_outputs_")}
+        return TaskData(X_features, targets, codes, task_labels, sample_weight,
+                        recorded if reset else {}, getattr(X, "index", None))
+
+    def _functional(self, view):
+        attribute = "all" if view == "training" else self.attribute
+        return FunctionalSharedBottom(self.module_["shared"], list(self.module_["heads"]),
+                                      attribute, resolve_device(self.device))
+
+    def _mtif_objective(self, data, *, view="influence"):
+        """The trained objective on the rows of ``data`` (weights ``sample_weight /
+        task_weight_sum_``, eq. 5). ``view="training"``: every shared parameter attributed and
+        Gauss-Newton curvature (the affinity baselines)."""
+        check_is_fitted(self)
+        torch = import_torch()
+        functional = self._functional(view)
+        device = functional.device
+        seed = self.random_state if isinstance(self.random_state, Integral) else 0
         return TorchMultitaskObjective(
-            functional, torch.tensor(X_features, dtype=torch.float64, device=device),
-            torch.tensor(targets, dtype=torch.float64, device=device), codes,
-            sample_weight / self.task_weight_sum_[codes], [loss] * len(self.tasks_),
-            self.weight_decay, self.hessian, task_names=self.tasks_.tolist())
+            functional, torch.tensor(data.X, dtype=torch.float64, device=device),
+            torch.tensor(data.y, dtype=torch.float64, device=device), data.codes,
+            data.sample_weight / self.task_weight_sum_[data.codes],
+            [row_loss(self._loss_name)] * len(self.tasks_), self.weight_decay,
+            "gauss_newton" if view == "training" else self.hessian,
+            task_names=self.tasks_.tolist(), seed=seed)
 
-    def _mtif_fit(self, X, y, tasks=None, sample_weight=None, *, task_weight_sum=None,
-                  dropped_tasks=(), init=None):
-        """Refit with fixed normalisers / dropped tasks / warm start (hook for ``retrain``)."""
-        return self._fit(X, y, tasks, sample_weight, task_weight_sum=task_weight_sum,
-                         dropped_tasks=dropped_tasks, init=init)
+    def _mtif_params(self, view="influence"):
+        """The attributed parameters of the trained network (all shared ones for
+        ``view="training"``)."""
+        check_is_fitted(self)
+        return self._functional(view).fitted_params()
 
-    def _mtif_init(self):
+    def _mtif_warm_start(self):
         """The fitted weights (a state dict of NumPy arrays), to warm-start a refit."""
         check_is_fitted(self)
         return {name: value.detach().cpu().numpy().copy()
                 for name, value in self.module_.state_dict().items()}
+
+    _mtif_refit = _mtif_fit
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -391,7 +429,8 @@ class _TrainingData:
             z = z_all[start:start + index.numel()]
             start += index.numel()
             out = net["heads"][k](z)
-            total = total + self.torch.sum(self.weights[index] * loss(out, self.Y[index]))
+            loss_k = loss[k] if isinstance(loss, list) else loss
+            total = total + self.torch.sum(self.weights[index] * loss_k(out, self.Y[index]))
         return total
 
     def validation_objective(self, net, loss, rows):

@@ -18,12 +18,17 @@ parameters are held fixed, so the blocks are those of the objective restricted t
 arrow matrix: H_kk (q, q), H_k,shared (q, p), H_shared (p, p).
 
 Everything is computed with :mod:`torch.func` (vmap over rows, grad / jacrev / hessian) in
-float64 on the model's device, in chunks of rows, and returned as NumPy arrays.
+float64 on the model's device, in chunks of rows, and returned as NumPy arrays. The objective is
+stateless: the parameters (:class:`~mtif_sklearn.base.Params` of NumPy arrays: the flat heads
+(K, q) and the attributed shared parameters (p,)) are an argument of every method.
 """
+
+import copy
 
 import numpy as np
 
 from .._tasks import group_rows_by_task
+from ..base import ArrowBlocks, Params
 
 __all__ = ["FunctionalSharedBottom", "TorchMultitaskObjective", "import_torch", "row_loss"]
 
@@ -179,6 +184,27 @@ class FunctionalSharedBottom:
     def n_shared_params(self):
         return self.gamma.shape[0]
 
+    def fitted_params(self):
+        """The network's own parameters as :class:`~mtif_sklearn.base.Params` (NumPy)."""
+        return Params(_numpy(self.theta), _numpy(self.gamma))
+
+    def initial_params(self, seed):
+        """A seeded default initialisation (``reset_parameters()``) of the same architecture."""
+        torch = self.torch
+        shared = copy.deepcopy(self.shared)
+        heads = [copy.deepcopy(self.head) for _ in range(self.theta.shape[0])]
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for module in [shared, *heads]:
+                for sub in module.modules():
+                    if hasattr(sub, "reset_parameters"):
+                        sub.reset_parameters()
+        params = dict(shared.named_parameters())
+        gamma = torch.cat([params[n].detach().reshape(-1) for n in self.attr_names])
+        theta = torch.stack([torch.cat([p.detach().reshape(-1) for p in head.parameters()])
+                             for head in heads])
+        return Params(_numpy(theta), _numpy(gamma))
+
     def _unflatten(self, flat, names, shapes):
         out, start = {}, 0
         for name, shape in zip(names, shapes, strict=True):
@@ -198,6 +224,10 @@ class FunctionalSharedBottom:
                        **self._unflatten(theta, self.head_names, self.head_shapes)}
         out = functional_call(self.head, head_params, (z,))
         return out.reshape(out.shape[0], -1)
+
+
+def _numpy(tensor):
+    return tensor.detach().cpu().numpy().astype(np.float64, copy=True)
 
 
 def _smallest_eigenvalue(blocks):
@@ -238,12 +268,12 @@ def _warn_if_indefinite(H_tt, H_ts, H_ss, task_names=None):
 
 
 class TorchMultitaskObjective:
-    """The objective of a shared-bottom network evaluated on some rows (the MTIF protocol).
+    """The objective of a shared-bottom network on some rows (the multitask objective protocol).
 
     Parameters
     ----------
     functional : FunctionalSharedBottom
-        The network at its fitted parameters.
+        The network (architecture, fixed and attributed parameters).
     X : torch.Tensor of shape (n, ...)
         Inputs (float64, on the functional's device).
     Y : torch.Tensor of shape (n,) or (n, C)
@@ -263,10 +293,18 @@ class TorchMultitaskObjective:
         Rows per chunk; None picks chunks of about 2**22 numbers.
     task_names : list, optional
         Task labels, for messages.
+    seed : int, default=0
+        Seed of :meth:`initial_params`.
+
+    Notes
+    -----
+    Capabilities: "affinity" always; "newton" for networks with one output (regression,
+    binary classification), where each row's loss Hessian is taken as its Gauss-Newton term
+    ``l''(f) J J^T``, rank one (exact removal Hessians would need one factorisation per row).
     """
 
     def __init__(self, functional, X, Y, codes, row_weights, losses, weight_decay, hessian,
-                 batch_size=None, task_names=None):
+                 batch_size=None, task_names=None, seed=0):
         self.functional = functional
         self.X, self.Y = X, Y
         self.codes = np.asarray(codes, dtype=np.int64)
@@ -278,15 +316,18 @@ class TorchMultitaskObjective:
         self.hessian = hessian
         self.batch_size = batch_size
         self.task_names = task_names
+        self.seed = int(seed)
         self.n_tasks = functional.theta.shape[0]
+        self.n_task_params = functional.n_task_params
+        self.n_shared_params = functional.n_shared_params
 
     @property
-    def n_task_params(self):
-        return self.functional.n_task_params
-
-    @property
-    def n_shared_params(self):
-        return self.functional.n_shared_params
+    def capabilities(self):
+        """"affinity", and "newton" when the heads have one output (rank-one row curvature)."""
+        fn = self.functional
+        with fn.torch.no_grad():
+            n_outputs = fn.output(fn.theta[0], fn.gamma, self.X[:1]).shape[1]
+        return frozenset({"affinity", "newton"} if n_outputs == 1 else {"affinity"})
 
     # -- helpers -------------------------------------------------------------------------------
     def _chunk(self, per_row):
@@ -296,7 +337,7 @@ class TorchMultitaskObjective:
 
     def _groups(self, rows):
         """(task k, positions in ``rows``, row indices) for every task present, in chunks."""
-        index = np.arange(len(self.codes))[rows]
+        index = np.arange(len(self.codes))[slice(None) if rows is None else rows]
         codes = self.codes[index]
         per_row = 4 * (self.n_task_params + self.n_shared_params)
         size = self._chunk(per_row)
@@ -305,96 +346,197 @@ class TorchMultitaskObjective:
                 chunk = positions[start:start + size]
                 yield k, chunk, index[chunk]
 
-    def _rows_tensor(self, idx):
-        torch = self.functional.torch
-        return torch.as_tensor(idx, device=self.X.device)
+    def _n_rows(self, rows):
+        return len(np.arange(len(self.codes))[slice(None) if rows is None else rows])
 
-    def _numpy(self, tensor):
-        return tensor.detach().cpu().numpy().astype(np.float64, copy=False)
+    def _rows_tensor(self, idx):
+        return self.functional.torch.as_tensor(idx, device=self.X.device)
+
+    def _tensors(self, params):
+        """(theta (K, q), gamma (p,)) tensors of one point, float64 on the device."""
+        torch, device = self.functional.torch, self.X.device
+        return (torch.as_tensor(np.asarray(params.task), dtype=torch.float64, device=device),
+                torch.as_tensor(np.asarray(params.shared), dtype=torch.float64, device=device))
+
+    @staticmethod
+    def _points(params):
+        """The points of a batch (one point: a list of one)."""
+        if not params.batched:
+            return [params]
+        return [Params(task, shared) for task, shared in zip(params.task, params.shared,
+                                                              strict=True)]
+
+    def _single_loss(self, k):
+        fn, loss = self.functional, self.losses[k]
+
+        def single(theta, gamma, x, y):
+            return loss(fn.output(theta, gamma, x[None]), y[None])[0]
+
+        return single
 
     # -- protocol ------------------------------------------------------------------------------
-    def row_losses(self, rows=slice(None)):
-        """Per-row loss l(y_i, f(x_i)) at the fitted parameters (unweighted)."""
-        torch = self.functional.torch
-        n = len(np.arange(len(self.codes))[rows])
-        out = np.empty(n)
-        fn = self.functional
+    def row_losses(self, params, rows=None):
+        """Per-row loss (unweighted): (m,), or (M, m) at a batch of points."""
+        if params.batched:
+            return np.stack([self.row_losses(point, rows) for point in self._points(params)])
+        torch, fn = self.functional.torch, self.functional
+        theta, gamma = self._tensors(params)
+        out = np.empty(self._n_rows(rows))
         with torch.no_grad():
             for k, pos, idx in self._groups(rows):
                 t = self._rows_tensor(idx)
-                value = self.losses[k](fn.output(fn.theta[k], fn.gamma, self.X[t]), self.Y[t])
-                out[pos] = self._numpy(value)
+                out[pos] = _numpy(self.losses[k](fn.output(theta[k], gamma, self.X[t]),
+                                                 self.Y[t]))
         return out
 
-    def row_gradients(self, rows=slice(None)):
-        """Gradients of every row's loss: task part (m, q) and shared part (m, p)."""
+    def row_gradients(self, params, rows=None):
+        """Gradients of every row's loss: task part (m, q) and shared part (m, p). At a batch of
+        points, row i at point i."""
         from torch.func import grad, vmap
 
-        fn = self.functional
-        n = len(np.arange(len(self.codes))[rows])
+        n = self._n_rows(rows)
         task_part = np.empty((n, self.n_task_params))
         shared_part = np.empty((n, self.n_shared_params))
+        theta, gamma = self._tensors(params)
         for k, pos, idx in self._groups(rows):
-            loss = self.losses[k]
-
-            def single(theta, gamma, x, y, loss=loss):
-                return loss(fn.output(theta, gamma, x[None]), y[None])[0]
-
             t = self._rows_tensor(idx)
-            g_task, g_shared = vmap(grad(single, argnums=(0, 1)), in_dims=(None, None, 0, 0))(
-                fn.theta[k], fn.gamma, self.X[t], self.Y[t])
-            task_part[pos] = self._numpy(g_task)
-            shared_part[pos] = self._numpy(g_shared)
+            gradient = grad(self._single_loss(k), argnums=(0, 1))
+            if params.batched:  # row i at its own point i
+                p = self._rows_tensor(pos)
+                g_task, g_shared = vmap(gradient, in_dims=(0, 0, 0, 0))(
+                    theta[p, k], gamma[p], self.X[t], self.Y[t])
+            else:
+                g_task, g_shared = vmap(gradient, in_dims=(None, None, 0, 0))(
+                    theta[k], gamma, self.X[t], self.Y[t])
+            task_part[pos] = _numpy(g_task)
+            shared_part[pos] = _numpy(g_shared)
         return task_part, shared_part
+
+    def row_curvatures(self, params, rows=None):
+        """Each row's loss Hessian as its Gauss-Newton term ``l''(f_i) c_i c_i^T`` with
+        ``c_i = d f_i / d(theta_k, gamma)`` (one output): (c task part (m, q), c shared part
+        (m, p), l'' (m,)), unweighted."""
+        from torch.func import hessian, jacrev, vmap
+
+        fn = self.functional
+        n = self._n_rows(rows)
+        c_task, c_shared, curvature = (np.empty((n, self.n_task_params)),
+                                       np.empty((n, self.n_shared_params)), np.empty(n))
+        theta, gamma = self._tensors(params)
+
+        def single(theta_k, gamma_, x):
+            return fn.output(theta_k, gamma_, x[None])[0, 0]
+
+        for k, pos, idx in self._groups(rows):
+            t = self._rows_tensor(idx)
+            J_t, J_s = vmap(jacrev(single, argnums=(0, 1)), in_dims=(None, None, 0))(
+                theta[k], gamma, self.X[t])
+            with fn.torch.no_grad():
+                out = fn.output(theta[k], gamma, self.X[t])
+            loss = self.losses[k]
+            second = vmap(hessian(lambda o, y, loss=loss: loss(o[None], y[None])[0]))(
+                out, self.Y[t])
+            c_task[pos], c_shared[pos] = _numpy(J_t), _numpy(J_s)
+            curvature[pos] = _numpy(second.reshape(len(idx), -1)[:, 0])
+        return c_task, c_shared, curvature
 
     def task_sums(self, values):
         """Sum over each task's rows of ``values`` (n, ...) -> (n_tasks, ...)."""
+        values = np.asarray(values, dtype=np.float64)
         out = np.zeros((self.n_tasks,) + values.shape[1:])
         np.add.at(out, self.codes, values)
         return out
 
-    def task_gradients(self):
+    def task_gradients(self, params):
         """Gradient of every task's term T_k (its weighted data loss and its head's decay):
-        task parts (K, q) and shared parts (K, p)."""
-        task_grad, shared_grad = self.row_gradients()
+        task parts (K, q) and shared parts (K, p); a leading batch axis at a batch of points."""
+        if params.batched:
+            parts = [self.task_gradients(point) for point in self._points(params)]
+            return np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+        task_grad, shared_grad = self.row_gradients(params)
         weights = self.row_weights[:, None]
-        decay = self.weight_decay * self._numpy(self.functional.theta)
+        decay = self.weight_decay * np.asarray(params.task)
         return (self.task_sums(task_grad * weights) + decay,
                 self.task_sums(shared_grad * weights))
 
-    def hessian_blocks(self):
-        """Arrow blocks (H_tt (K, q, q), H_ts (K, q, p), H_ss (p, p)) of the objective."""
+    def shared_penalty_gradient(self, params):
+        """Gradient of the decay (lambda / 2) ||gamma||^2 of the attributed shared parameters."""
+        return self.weight_decay * np.asarray(params.shared)
+
+    def _block(self, k, theta, gamma, rows):
+        """Hessian of task k's data term over ``rows`` w.r.t. (theta_k, gamma), (q+p, q+p)."""
         torch = self.functional.torch
-        fn = self.functional
+        weights = torch.as_tensor(self.row_weights[rows], dtype=torch.float64,
+                                  device=self.X.device)
+        t = self._rows_tensor(rows)
+        block = self._exact_block if self.hessian == "exact" else self._gauss_newton_block
+        return block(k, theta[k], gamma, self.X[t], self.Y[t], weights)
+
+    def _task_rows(self, k):
+        return np.flatnonzero((self.codes == k) & (self.row_weights != 0))
+
+    def _row_chunk(self):
+        q, p = self.n_task_params, self.n_shared_params
+        # Rows per chunk: the exact Hessian pushes q + p tangents through every row.
+        return self._chunk((q + p) * (8 if self.hessian == "exact" else 2))
+
+    def hessian_blocks(self, params, active=None):
+        """:class:`~mtif_sklearn.base.ArrowBlocks` of the objective; ``active`` (bool, K) keeps
+        only those tasks' terms in the shared block."""
+        torch = self.functional.torch
         q, p, K = self.n_task_params, self.n_shared_params, self.n_tasks
-        device = fn.gamma.device
+        device = self.X.device
+        theta, gamma = self._tensors(params)
         H_tt = torch.zeros((K, q, q), dtype=torch.float64, device=device)
         H_ts = torch.zeros((K, q, p), dtype=torch.float64, device=device)
         H_ss = torch.zeros((p, p), dtype=torch.float64, device=device)
-        weights = torch.as_tensor(self.row_weights, dtype=torch.float64, device=device)
-        exact = self.hessian == "exact"
-        # Rows per chunk: the exact Hessian pushes q + p tangents through every row.
-        size = self._chunk((q + p) * (8 if exact else 2))
+        size = self._row_chunk()
         for k in range(K):
-            rows = np.flatnonzero((self.codes == k) & (self.row_weights != 0))
+            rows = self._task_rows(k)
             for start in range(0, rows.size, size):
-                t = self._rows_tensor(rows[start:start + size])
-                block = (self._exact_block if exact else self._gauss_newton_block)(
-                    k, self.X[t], self.Y[t], weights[t])
+                block = self._block(k, theta, gamma, rows[start:start + size])
                 H_tt[k] += block[:q, :q]
                 H_ts[k] += block[:q, q:]
-                H_ss += block[q:, q:]
-        eye_q = torch.eye(q, dtype=torch.float64, device=device)
-        H_tt += self.weight_decay * eye_q
+                if active is None or active[k]:
+                    H_ss += block[q:, q:]
+        H_tt += self.weight_decay * torch.eye(q, dtype=torch.float64, device=device)
         H_ss += self.weight_decay * torch.eye(p, dtype=torch.float64, device=device)
         H_tt = 0.5 * (H_tt + H_tt.transpose(1, 2))
         H_ss = 0.5 * (H_ss + H_ss.T)
-        blocks = self._numpy(H_tt), self._numpy(H_ts), self._numpy(H_ss)
-        if exact:
+        blocks = ArrowBlocks(_numpy(H_tt), _numpy(H_ts), _numpy(H_ss))
+        if self.hessian == "exact" and active is None:
             _warn_if_indefinite(*blocks, self.task_names)
         return blocks
 
-    def _exact_block(self, k, X, Y, w):
+    def task_shared_hessian(self, params, task):
+        """Task ``task``'s term's part of H_K+1,K+1 (its rows' data curvature in the shared
+        parameters; the decay of gamma belongs to the shared block)."""
+        q, p = self.n_task_params, self.n_shared_params
+        theta, gamma = self._tensors(params)
+        out = np.zeros((p, p))
+        rows = self._task_rows(task)
+        size = self._row_chunk()
+        for start in range(0, rows.size, size):
+            out += _numpy(self._block(task, theta, gamma, rows[start:start + size])[q:, q:])
+        return 0.5 * (out + out.T)
+
+    # -- training dynamics (the affinity baselines) ---------------------------------------------
+    def shared_gradients(self, params):
+        """Gradient of every task's mean data loss w.r.t. the shared parameters, (K, p)."""
+        _, shared_grad = self.row_gradients(params)
+        return self.task_sums(shared_grad * self.row_weights[:, None])
+
+    def shared_step(self, params, direction):
+        """Parameters after the shared step ``-direction``: the heads do not move."""
+        return Params(np.array(params.task, copy=True), params.shared - direction)
+
+    def initial_params(self, seed=None):
+        """A seeded default initialisation of the same architecture (a network is degenerate at
+        zero)."""
+        return self.functional.initial_params(self.seed if seed is None else seed)
+
+    # -- blocks ----------------------------------------------------------------------------------
+    def _exact_block(self, k, theta_k, gamma, X, Y, w):
         """Exact Hessian of sum_i w_i l_i over these rows w.r.t. (theta_k, gamma_attributed)."""
         from torch.func import hessian
 
@@ -404,23 +546,23 @@ class TorchMultitaskObjective:
         def total(u):
             return torch.sum(w * loss(fn.output(u[:q], u[q:], X), Y))
 
-        return hessian(total)(torch.cat([fn.theta[k], fn.gamma]))
+        return hessian(total)(torch.cat([theta_k, gamma]))
 
-    def _gauss_newton_block(self, k, X, Y, w):
+    def _gauss_newton_block(self, k, theta_k, gamma, X, Y, w):
         """sum_i w_i J_i^T (d2 l / d f2) J_i over these rows, J_i = d f / d(theta_k, gamma)."""
         from torch.func import hessian, jacrev, vmap
 
         fn, loss = self.functional, self.losses[k]
         torch = fn.torch
 
-        def single(theta, gamma, x):
-            return fn.output(theta, gamma, x[None])[0]
+        def single(theta, gamma_, x):
+            return fn.output(theta, gamma_, x[None])[0]
 
         J_t, J_s = vmap(jacrev(single, argnums=(0, 1)), in_dims=(None, None, 0))(
-            fn.theta[k], fn.gamma, X)
+            theta_k, gamma, X)
         J = torch.cat([J_t, J_s], dim=2)  # (m, o, q + p)
         with torch.no_grad():
-            out = fn.output(fn.theta[k], fn.gamma, X)
+            out = fn.output(theta_k, gamma, X)
 
         def loss_single(o, y):
             return loss(o[None], y[None])[0]

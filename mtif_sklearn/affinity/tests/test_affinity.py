@@ -22,7 +22,7 @@ from mtif_sklearn.affinity import (
     tag_affinity,
 )
 from mtif_sklearn.affinity._gradtag import _surrogate_fit
-from mtif_sklearn.affinity._protocol import adapter_for, trajectory_points
+from mtif_sklearn.affinity._trajectory import lipschitz, training_objective, trajectory_points
 from mtif_sklearn.linear._objective import LOSSES
 from mtif_sklearn.retrain import group_gains
 
@@ -107,11 +107,9 @@ def test_gradient_descent_trajectory_reaches_the_fit(cls):
     if cls is MultitaskLogistic:
         y = (y > np.median(y)).astype(int)
     model = cls(alpha=1.0, shared_alpha=0.1).fit(X, y, tasks=t)
-    adapter = adapter_for(model, X, y, t)
-    saved = adapter.get_params()
-    adapter.set_params(adapter.zero_params())
-    task_blocks, coupling, shared_block = adapter.objective.hessian_blocks()
-    adapter.set_params(saved)
+    objective = training_objective(model, X, y, t)
+    saved, start = model._mtif_params(), objective.initial_params()
+    task_blocks, coupling, shared_block = objective.hessian_blocks(start)
     K, q = task_blocks.shape[:2]
     dense = np.zeros(((K + 1) * q, (K + 1) * q))
     for k in range(K):
@@ -120,10 +118,10 @@ def test_gradient_descent_trajectory_reaches_the_fit(cls):
         dense[K * q:, k * q:(k + 1) * q] = coupling[k].T
     dense[K * q:, K * q:] = shared_block
     top = np.linalg.eigvalsh(dense)[-1]
-    assert top <= adapter.lipschitz() <= 1.02 * top
-    points, _ = trajectory_points(adapter, "gradient_descent", 4000, 3)
-    np.testing.assert_allclose(points[-1][0], saved[0], atol=2e-3)
-    assert np.linalg.norm(points[0][0]) == 0.0  # starts at zero
+    assert top <= lipschitz(objective, [start, saved]) <= 1.02 * top
+    points, _ = trajectory_points(objective, saved, "gradient_descent", 4000, 3)
+    np.testing.assert_allclose(points[-1].task, saved.task, atol=2e-3)
+    assert np.linalg.norm(points[0].task) == 0.0  # starts at zero
 
 
 def test_surrogate_fit_matches_generic_optimiser():

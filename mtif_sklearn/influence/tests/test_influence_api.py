@@ -134,13 +134,14 @@ def test_influence_algebra_on_torch_tensors_equals_numpy():
     X, y, tasks = make_multitask_classification(n_tasks=3, n_samples_per_task=30, n_features=4,
                                                 random_state=3)
     inf = MTIFInfluence(MultitaskLogistic(alpha=0.3), random_state=0).fit(X, y, tasks=tasks)
-    train = inf._train_objective
-    blocks = train.hessian_blocks()
-    grad_task, _ = train.row_gradients()
+    problem = inf._splits[0].problem
+    train = problem.train
+    blocks = train.hessian_blocks(problem.params)
+    grad_task, _ = train.row_gradients(problem.params)
     grad_task = grad_task * train.row_weights[:, None]
     rng = np.random.default_rng(0)
-    val_task = rng.standard_normal((3, blocks[0].shape[1]))
-    val_shared = np.zeros((3, blocks[2].shape[0]))
+    val_task = rng.standard_normal((3, blocks.task.shape[1]))
+    val_shared = np.zeros((3, blocks.shared.shape[0]))
 
     def effects(convert):
         factor = factor_arrow(*(convert(b) for b in blocks))

@@ -93,6 +93,15 @@ class _Dense:
         return torch.sum(weights * losses) + 0.5 * self.decay * torch.sum(u * u)
 
 
+def _objective(model, X, y, tasks):
+    """The fitted model's objective on rows (X, y) through the protocol hooks."""
+    return model._mtif_objective(model._mtif_data(X, y, tasks, reset=False))
+
+
+def _blocks(model, X, y, tasks):
+    return _objective(model, X, y, tasks).hessian_blocks(model._mtif_params())
+
+
 def _dense_blocks(H, K, q):
     return ([H[k * q:(k + 1) * q, k * q:(k + 1) * q] for k in range(K)],
             [H[k * q:(k + 1) * q, K * q:] for k in range(K)], H[K * q:, K * q:])
@@ -115,7 +124,7 @@ def test_exact_blocks_equal_autograd_hessian(regression):
     dense = _Dense(model, "squared_error")
     H = torch.autograd.functional.hessian(lambda u: dense.objective(u, X, y, t),
                                           dense.u0).numpy()
-    H_tt, H_ts, H_ss = model._mtif_objective(X, y, tasks=t).hessian_blocks()
+    H_tt, H_ts, H_ss = _blocks(model, X, y, t)
     D_tt, D_ts, D_ss = _dense_blocks(H, dense.K, dense.q)
     # Arrow structure of the reference itself: heads of different tasks do not interact.
     assert np.abs(H[:dense.q, dense.q:2 * dense.q]).max() == 0
@@ -154,7 +163,7 @@ def test_gauss_newton_blocks_equal_dense_jacobian_product():
         GN += weights[i] * J.T @ curvature @ J
         assert np.isclose(onehot[i].sum(), 1)
     GN += model.weight_decay * np.eye(GN.shape[0])
-    blocks = model._mtif_objective(X, y, tasks=t).hessian_blocks()
+    blocks = _blocks(model, X, y, t)
     np.testing.assert_allclose(_arrow_to_dense(*blocks), GN, rtol=0, atol=1e-12)
     # Positive definite by construction (PSD Gauss-Newton + weight_decay * I).
     assert np.linalg.eigvalsh(GN).min() >= model.weight_decay * (1 - 1e-9)
@@ -165,7 +174,7 @@ def test_influence_equals_dense_solve(regression, hessian):
     X, y, t, Xv, yv, tv = regression
     model = _fit_regressor(regression, hessian=hessian)
     dense = _Dense(model, "squared_error")
-    blocks = model._mtif_objective(X, y, tasks=t).hessian_blocks()
+    blocks = _blocks(model, X, y, t)
     H = _arrow_to_dense(*blocks)
     if hessian == "exact":  # the model is converged: the blocks ARE the autograd Hessian
         H_auto = torch.autograd.functional.hessian(lambda u: dense.objective(u, X, y, t),
@@ -218,16 +227,18 @@ def test_loto_runs_and_dropped_head_is_refitted(regression):
     # The dropped task's head is trained against the shared layers learnt without it: its
     # head gradient (data + decay) vanishes while the shared layers ignore its rows.
     full = clone(est).fit(X, y, tasks=t)
-    dropped = clone(est)._mtif_fit(X, y, tasks=t, dropped_tasks=[0], init=full._mtif_init())
-    task_grad, _ = dropped._mtif_objective(X, y, tasks=t).task_gradients()
+    start = full._mtif_warm_start()
+    data = clone(est)._mtif_data(X, y, t, reset=True)
+    dropped = clone(est)._mtif_refit(data, dropped_tasks=[0], init=start)
+    task_grad, _ = _objective(dropped, X, y, t).task_gradients(dropped._mtif_params())
     assert np.abs(task_grad[0]).max() < 1e-4
     rest = t != 0
-    alone = clone(est)._mtif_fit(X[rest], y[rest], tasks=t[rest],
-                                 task_weight_sum=full.task_weight_sum_[1:],
-                                 init={k: v for k, v in full._mtif_init().items()
-                                       if not k.startswith("heads.")}
-                                 | {f"heads.{i}.{n}": full._mtif_init()[f"heads.{i + 1}.{n}"]
-                                    for i in range(2) for n in ("weight", "bias")})
+    alone = clone(est)._mtif_refit(clone(est)._mtif_data(X[rest], y[rest], t[rest], reset=True),
+                                   task_weight_sum=full.task_weight_sum_[1:],
+                                   init={k: v for k, v in start.items()
+                                         if not k.startswith("heads.")}
+                                   | {f"heads.{i}.{n}": start[f"heads.{i + 1}.{n}"]
+                                      for i in range(2) for n in ("weight", "bias")})
     for a, b in zip(dropped.module_["shared"].parameters(),
                     alone.module_["shared"].parameters(), strict=True):
         # Same objective, same start: equal up to the optimiser's stopping tolerance.
@@ -261,7 +272,7 @@ def test_attribute_last_layer_and_adapter_agree(regression):
     tv_str = np.array(["a", "b", "c"])[tv]
     model = SharedBottomRegressor((5, 4), weight_decay=0.05, max_iter=300, attribute="last",
                                   random_state=0).fit(X, y, tasks=t_str)
-    objective = model._mtif_objective(X, y, tasks=t_str)
+    objective = _objective(model, X, y, t_str)
     assert objective.n_shared_params == 5 * 4 + 4  # the last shared Linear only
     assert objective.n_task_params == 4 + 1
     reference = MTIFInfluence(FrozenEstimator(model)).fit(X, y, tasks=t_str, X_val=Xv,
@@ -300,7 +311,7 @@ def test_adapter_rejects_unequal_heads():
     adapter = SharedBottomAdapter(shared=shared, heads=heads).fit(np.zeros((4, 3)),
                                                                   tasks=[0, 1, 0, 1])
     with pytest.raises(ValueError, match="same architecture"):
-        adapter._mtif_objective(np.zeros((4, 3)), np.zeros(4), tasks=[0, 1, 0, 1])
+        _objective(adapter, np.zeros((4, 3)), np.zeros(4), [0, 1, 0, 1])
 
 
 def test_deterministic_picklable_and_task_column(regression):

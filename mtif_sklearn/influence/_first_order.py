@@ -1,0 +1,91 @@
+"""First-order removal effects: the MultiTask Influence Function of the paper (eq. 5, 11-13).
+
+The effect of removing a term with gradient g (a row's weighted loss gradient, or a task's whole
+term T_l with its regulariser) is ``v_k^T H^-1 g`` for every task k (see
+:mod:`mtif_sklearn.influence._effects` for the arrow algebra).
+"""
+
+import threading
+
+import numpy as np
+
+from .._arrow import solve_schur
+from ._effects import perturbation_effects, reduced_gradients, solve_rows_by_task
+from ._strategy import CHUNK_NUMBERS, RemovalStrategy
+
+__all__ = ["FirstOrder"]
+
+
+class FirstOrder(RemovalStrategy):
+    """The influence function: effects linear in the removed term's gradient."""
+
+    def __init__(self, problem):
+        super().__init__(problem)
+        self._lock = threading.Lock()
+        self._eval_cache = None
+
+    def __getstate__(self):  # a lock does not pickle; the cache is rebuilt on use
+        return {"problem": self.problem}
+
+    def __setstate__(self, state):
+        self.__init__(state["problem"])
+
+    def row_chunk_size(self, n_eval=None):
+        q, p = self.problem.factor.shape[1:]
+        backend = self.problem.backend
+        if n_eval is not None:  # sample_effects: three (rows, n_eval) arrays per chunk
+            return max(1, CHUNK_NUMBERS // (q + p + 3 * max(n_eval, 1)))
+        # gradient, reduced gradient, output row; on a device the gathered (q, p) block W_l too.
+        per_row = q + p + self.problem.n_tasks + (0 if backend.is_numpy else q * p)
+        return max(1, CHUNK_NUMBERS // per_row)
+
+    def row_effects(self, objective, rows, weights, out=None):
+        problem, backend = self.problem, self.problem.backend
+        grad_task, grad_shared = objective.row_gradients(problem.params, rows)
+        weights = np.asarray(weights)[:, None]
+        return perturbation_effects(
+            problem.factor, problem.z, problem.x_shared, objective.codes[rows],
+            backend.asarray(grad_task * weights),
+            None if grad_shared is None else backend.asarray(grad_shared * weights),
+            out=out if backend.is_numpy else None)
+
+    def task_effects(self, tasks):
+        problem, backend = self.problem, self.problem.backend
+        task_grad, task_shared = problem.train.task_gradients(problem.params)
+        tasks = np.asarray(tasks)
+        return perturbation_effects(
+            problem.factor, problem.z, problem.x_shared, tasks, backend.asarray(task_grad[tasks]),
+            None if task_shared is None else backend.asarray(task_shared[tasks]))
+
+    def sample_effects(self, evaluation, rows):
+        problem, backend = self.problem, self.problem.backend
+        xp, factor, train = backend.xp, problem.factor, problem.train
+        eval_task, eval_shared = self._evaluation_solves(evaluation)
+        grad_task, grad_shared = train.row_gradients(problem.params, rows)
+        weights = train.row_weights[rows][:, None]
+        grad_task = backend.asarray(grad_task * weights)
+        reduced = reduced_gradients(factor, train.codes[rows], grad_task,
+                                    None if grad_shared is None
+                                    else backend.asarray(grad_shared * weights))
+        block = xp.matmul(reduced, eval_shared)
+        # Within-task path: training row i and evaluation row e of the same task.
+        same = backend.asarray((train.codes[rows][:, None] == evaluation.codes[None, :])
+                               .astype(np.float64))
+        within = xp.matmul(grad_task, xp.matrix_transpose(eval_task))
+        return block + same * within
+
+    def _evaluation_solves(self, evaluation):
+        """H^-1 grad(loss_e) of every evaluation row: task part z_e (n_eval, q) and shared part
+        x_e (p, n_eval); cached per evaluation objective."""
+        with self._lock:  # chunks run in threads: solve once per evaluation objective
+            if self._eval_cache is None or self._eval_cache[0] is not evaluation:
+                self._eval_cache = (evaluation, self._solve_evaluation(evaluation))
+            return self._eval_cache[1]
+
+    def _solve_evaluation(self, evaluation):
+        problem, backend = self.problem, self.problem.backend
+        xp, factor = backend.xp, problem.factor
+        eval_task, eval_shared = evaluation.row_gradients(problem.params)
+        z_eval, pushed = solve_rows_by_task(factor, evaluation.codes, backend.asarray(eval_task))
+        shared_rhs = -pushed if eval_shared is None else backend.asarray(eval_shared) - pushed
+        return z_eval, solve_schur(factor, xp.matrix_transpose(shared_rhs))

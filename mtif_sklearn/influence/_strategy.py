@@ -1,0 +1,85 @@
+"""The interface of removal strategies, and the one chunked, parallel map they run in.
+
+A removal strategy answers "what happens to every task's validation loss V_k when this row / task
+is removed?" for an :class:`~mtif_sklearn.influence._problem.InfluenceProblem`.
+:class:`FirstOrder` is the influence function of the paper; :class:`Newton` takes Newton steps on
+the objective without the row or task. :class:`~mtif_sklearn.MTIFInfluence` only picks one.
+"""
+
+from abc import ABC, abstractmethod
+
+from sklearn.utils.parallel import Parallel, delayed
+
+__all__ = ["RemovalStrategy", "map_chunks"]
+
+# Numbers per chunk of per-row work arrays: about 2**22 (32 MiB of float64).
+CHUNK_NUMBERS = 2**22
+
+
+def map_chunks(func, n_items, chunk_size, *, n_jobs=None, verbose=0, desc=None):
+    """``func(chunk)`` for consecutive slices of at most ``chunk_size`` items, results in order.
+
+    Chunks run in threads that share memory: functions may write into a shared output (a
+    process-based joblib backend such as loky or dask falls back to threads instead of losing
+    the writes). With ``verbose > 0`` and tqdm installed, a progress bar counts the chunks.
+    """
+    chunk_size = max(1, int(chunk_size))
+    chunks = [slice(start, min(start + chunk_size, n_items))
+              for start in range(0, n_items, chunk_size)]
+    results = Parallel(n_jobs=n_jobs, require="sharedmem", return_as="generator",
+                       verbose=max(0, verbose - 1))(delayed(func)(chunk) for chunk in chunks)
+    progress = _progress(len(chunks), verbose, desc)
+    out = []
+    for result in results:
+        out.append(result)
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    return out
+
+
+def _progress(total, verbose, desc):
+    if verbose <= 0 or total <= 1:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: no bar
+        return None
+    return tqdm(total=total, desc=desc, unit="chunk", leave=False)
+
+
+class RemovalStrategy(ABC):
+    """How removing a row or a task changes every task's validation loss.
+
+    Parameters
+    ----------
+    problem : InfluenceProblem
+        The fitted model, its objectives and factor.
+    """
+
+    #: Whether some removals may legitimately have no answer (NaN), e.g. a Newton step whose
+    #: Hessian without the row or task is singular.
+    allows_nan = False
+
+    def __init__(self, problem):
+        self.problem = problem
+
+    @abstractmethod
+    def row_chunk_size(self, n_eval=None):
+        """Rows per chunk that keep the work arrays near :data:`CHUNK_NUMBERS`."""
+
+    @abstractmethod
+    def row_effects(self, objective, rows, weights, out=None):
+        """Effects (m, K) on every V_k of removing ``rows`` of ``objective`` (each carrying
+        ``weights`` in the training objective); written into ``out`` when given."""
+
+    @abstractmethod
+    def task_effects(self, tasks):
+        """Effects (M, K) on every V_k of removing each task in ``tasks`` (codes) with its
+        regulariser (eq. 11)."""
+
+    @abstractmethod
+    def sample_effects(self, evaluation, rows):
+        """Effects (m, n_eval) of removing training ``rows`` on the loss of every row of the
+        ``evaluation`` objective."""
