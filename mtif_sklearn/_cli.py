@@ -278,8 +278,8 @@ def _to_float(column, name, where):
         raise InputError(
             f"{where}column {name!r} has the value {column.iloc[first]!r} (row "
             f"{column.index[first]}): infinite or so large that its square overflows float64 "
-            f"(limit |x| <= {_MAX_ABS_VALUE:g}). Rescale the column (e.g. divide by a power of "
-            "10 or take a log).")
+            f"(the limit is {_MAX_ABS_VALUE:g} in absolute value). Rescale the column (e.g. "
+            "divide by a power of 10 or take a log).")
     return values
 
 
@@ -485,7 +485,7 @@ def _model_columns(frame, numeric, other, where):
     """The feature columns as the encoders take them: numbers as float, text as written."""
     import pandas as pd
 
-    columns = {c: _to_float(frame[c], c, where) for c in numeric}
+    columns = {c: _to_float(frame[c], c, where + "feature ") for c in numeric}
     columns.update({c: frame[c].to_numpy(dtype=object) for c in other})
     return pd.DataFrame({c: columns[c] for c in [*numeric, *other]}, index=frame.index)
 
