@@ -805,15 +805,19 @@ def _write_rows(path, table, row_ids, columns=(), id_name="row_id"):
                 writer.writerow([*prefix, *cells[row_id]])
 
 
-def _check_finite(what, *arrays):
-    """Non-finite effects or losses are an input problem (overflow, an ill-posed fit): exit 2."""
+def _check_finite(what, *arrays, allow_nan=False):
+    """Non-finite effects or losses are an input problem (overflow, an ill-posed fit): exit 2.
+
+    ``allow_nan``: only infinities count (NaN is a documented "not measured" there).
+    """
     for array in arrays:
         array = np.asarray(array, dtype=np.float64)
-        if not np.all(np.isfinite(array)):
+        bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+        if bad.any():
             raise InputError(
-                f"the {what} are not finite ({int(np.sum(~np.isfinite(array)))} NaN/inf "
-                "values): the losses overflowed float64 or the fit is ill-posed. Rescale the "
-                "target and features to values near 1, or raise --alpha or --damping.")
+                f"the {what} are not finite ({int(bad.sum())} NaN/inf values): the losses "
+                "overflowed float64 or the fit is ill-posed. Rescale the target and features "
+                "to values near 1, or raise --alpha or --damping.")
 
 
 def _describe(data, args, print_fn):
@@ -971,7 +975,9 @@ def select(args, print_fn=print):
         report = selector.report_
         _check_finite("row scores", selector.scores_[scored])
         _check_finite("validation losses", report["validation_loss_before"],
-                      report["predicted_change"], report["validation_loss_after"])
+                      report["predicted_change"])
+        _check_finite("validation losses after selection", report["validation_loss_after"],
+                      allow_nan=True)
         test_table = None
         if test is not None:
             test_table = _evaluate_on_test(args, data, test, selector)

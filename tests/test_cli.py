@@ -361,6 +361,20 @@ def test_non_finite_losses_exit_2_not_none(tmp_path, capsys, monkeypatch):
                                    "sales", "--out", tmp_path / "o2"], capsys)
     assert status == 2 and "not finite (1 NaN/inf values)" in stderr
     assert not (tmp_path / "o2").exists()  # nothing written
+    import mtif_sklearn.selection as selection_module
+
+    select_fit = selection_module.NegativeTransferSelector.fit
+
+    def inf_fit(self, *args, **kwargs):
+        select_fit(self, *args, **kwargs)
+        self.scores_[3] = -np.inf
+        return self
+
+    monkeypatch.setattr(selection_module.NegativeTransferSelector, "fit", inf_fit)
+    status, _, stderr = _run(["select", data, "--task-column", "store", "--target", "sales",
+                              "--fraction", "0.1", "--cv", "2", "--out", tmp_path / "o3"], capsys)
+    assert status == 2 and "row scores are not finite" in stderr
+    assert not (tmp_path / "o3").exists()
 
 
 def test_test_file_with_an_unseen_class_exits_2_and_one_class_is_fine(tmp_path, capsys):
