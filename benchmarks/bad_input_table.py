@@ -32,21 +32,45 @@ def _with(array, index, value):
     return array
 
 
-def _cli(*args):
+def _cli(*args, edit=None, test=None, name="data.csv"):
+    """Run the command line on the 60-row table (``edit``: change it first; ``test``: make the
+    --test file from it). DATA, TEST and TMP in ``args`` are the files and the folder."""
     with tempfile.TemporaryDirectory() as tmp:
         frame = pd.DataFrame(X, columns=list("abcd")).assign(store=t, sales=y)
         frame.loc[0, "a"] = np.nan if "nan" in args else frame.loc[0, "a"]
-        path = Path(tmp) / "data.csv"
+        frame = edit(frame) if edit is not None else frame
+        path = Path(tmp) / name
         frame.to_csv(path, index=False)
-        argv = [a.replace("DATA", str(path)) for a in args if a != "nan"]
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        if test is not None:
+            test(frame).to_csv(Path(tmp) / "test.csv", index=False)
+        argv = [a.replace("DATA", str(path)).replace("TEST", str(Path(tmp) / "test.csv"))
+                .replace("TMP", tmp) for a in args if a != "nan"]
+        if "--out" not in argv and argv and argv[0] in ("score-tasks", "select"):
+            argv += ["--out", str(Path(tmp) / "out")]
+        (Path(tmp) / "file.txt").write_text("a file")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             try:
                 code = cli_main(argv)
             except SystemExit as exc:
                 code = exc.code
         lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
-        return f"exit {code}: " + (lines[-1] if lines else "")
+        if code == 0:  # what the run says about the data (its first line)
+            lines = [out.getvalue().splitlines()[0].replace(str(path), name)]
+        return f"exit {code}: " + (lines[-1].replace(tmp, "TMP") if lines else "")
+
+
+def _cli_labels(labels):
+    """The table with these task labels (cycled over the rows)."""
+    return lambda frame: frame.assign(store=[labels[i % len(labels)] for i in range(60)])
+
+
+def _with_bought(frame):
+    return frame.assign(bought=np.where(frame["sales"] > frame["sales"].median(), "yes", "no"))
+
+
+def _one_hot_frame(frame):
+    return frame.assign(order_id=[f"A{i:03d}" for i in range(60)])
 
 
 CASES = [
@@ -76,6 +100,20 @@ CASES = [
      lambda: R().fit(X, y, tasks=pd.array([None] + t[1:].tolist(), dtype="Int64"))),
     ("MultitaskRidge", "mixed int and str tasks",
      lambda: R().fit(X, y, tasks=["a"] + t[1:].tolist())),
+    ("MultitaskRidge", "tasks with pd.NA (object)",
+     lambda: R().fit(X, y, tasks=pd.Series([pd.NA] + t[1:].tolist(), dtype=object))),
+    ("MultitaskRidge", "datetime tasks with NaT",
+     lambda: R().fit(X, y, tasks=pd.Series([pd.NaT] + [pd.Timestamp(2020 + k, 1, 1)
+                                                       for k in t[1:]]))),
+    ("MultitaskRidge", "True among int tasks",
+     lambda: R().fit(X, y, tasks=[True] + t[1:].tolist())),
+    ("MultitaskRidge", "float tasks 1e20, 2e20, 4e20 (beyond int64)",
+     lambda: f"result: {len(R().fit(X, y, tasks=np.array([1e20, 2e20, 4e20])[t]).tasks_)} "
+             "distinct tasks (no error)"),
+    ("MultitaskRidge", "Python int tasks beyond int64",
+     lambda: R().fit(X, y, tasks=[10**20 + int(k) for k in t])),
+    ("MultitaskRidge", "tasks 'a' and 'a\\x00'",
+     lambda: R().fit(X, y, tasks=["a" if k else "a\x00" for k in t])),
     ("MultitaskRidge", "task_column not in DataFrame",
      lambda: R(task_column="zz").fit(pd.DataFrame(X), y)),
     ("MultitaskRidge", "task_column on sparse X",
@@ -86,6 +124,8 @@ CASES = [
      lambda: R().fit(X, y, tasks=t).predict(X, tasks=t + 10)),
     ("MultitaskRidge", "predict with the wrong number of features",
      lambda: R().fit(X, y, tasks=t).predict(X[:, :3], tasks=t)),
+    ("MultitaskRidge", "unknown_task='shared', str labels, fitted on ints",
+     lambda: R(unknown_task="shared").fit(X, y, tasks=t).predict(X, tasks=t.astype(str))),
     ("MultitaskLogistic", "three classes", lambda: L().fit(X, t, tasks=t)),
     ("MultitaskLogistic", "continuous y", lambda: L().fit(X, y, tasks=t)),
     ("MultitaskLogistic", "duplicated feature and shared_alpha=0 (singular)",
@@ -144,6 +184,52 @@ CASES = [
                                          "store", "--target", "sales")),
     ("CLI", "--alpha -1", lambda: _cli("score-tasks", "DATA", "--task-column", "store",
                                        "--target", "sales", "--alpha", "-1")),
+    ("CLI", "--alpha NaN", lambda: _cli("score-tasks", "DATA", "--task-column", "store",
+                                        "--target", "sales", "--alpha", "NaN")),
+    ("CLI", "--damping inf", lambda: _cli("score-tasks", "DATA", "--task-column", "store",
+                                          "--target", "sales", "--damping", "inf")),
+    ("CLI", "--random-state -1", lambda: _cli("score-tasks", "DATA", "--task-column", "store",
+                                              "--target", "sales", "--random-state", "-1")),
+    ("CLI", "--features a a", lambda: _cli("score-tasks", "DATA", "--task-column", "store",
+                                           "--target", "sales", "--features", "a", "a")),
+    ("CLI", "--target equal to --task-column",
+     lambda: _cli("score-tasks", "DATA", "--task-column", "store", "--target", "store")),
+    ("CLI", "--out is an existing file",
+     lambda: _cli("score-tasks", "DATA", "--task-column", "store", "--target", "sales",
+                  "--out", "TMP/file.txt")),
+    ("CLI", "select kept_rows.csv --out (its folder)",
+     lambda: _cli("select", "DATA", "--task-column", "store", "--target", "sales",
+                  "--fraction", "0.05", "--out", "TMP", name="kept_rows.csv")),
+    ("CLI", "a feature of 1e308",
+     lambda: _cli("score-tasks", "DATA", "--task-column", "store", "--target", "sales",
+                  edit=lambda f: f.assign(a=np.where(np.arange(60) == 5, 1e308, f["a"])))),
+    ("CLI", "a target of 1e200",
+     lambda: _cli("score-tasks", "DATA", "--task-column", "store", "--target", "sales",
+                  edit=lambda f: f.assign(sales=np.where(np.arange(60) == 5, 1e200,
+                                                         f["sales"])))),
+    ("CLI", "a text id column among the features",
+     lambda: _cli("score-tasks", "DATA", "--task-column", "store", "--target", "sales",
+                  edit=_one_hot_frame)),
+    ("CLI", "task labels 007, 7, True, TRUE (as written)",
+     lambda: _cli("score-tasks", "DATA", "--task-column", "store", "--target", "sales",
+                  "--no-progress", edit=_cli_labels(["007", "7", "True", "TRUE"]))),
+    ("CLI", "21-digit task ids",
+     lambda: _cli("score-tasks", "DATA", "--task-column", "store", "--target", "sales",
+                  "--no-progress", edit=_cli_labels(["123456789012345678901",
+                                                     "123456789012345678902"]))),
+    ("CLI", "a target column named score (select)",
+     lambda: _cli("select", "DATA", "--task-column", "store", "--target", "score",
+                  "--fraction", "0.05", "--no-progress",
+                  edit=lambda f: f.rename(columns={"sales": "score"}))),
+    ("CLI", "--test with a class never seen in training",
+     lambda: _cli("select", "DATA", "--task-column", "store", "--target", "bought", "--model",
+                  "logistic", "--features", "a", "b", "--fraction", "0.05", "--test", "TEST",
+                  edit=_with_bought, test=lambda f: f.assign(bought="maybe"))),
+    ("CLI", "--test with a numeric-looking text column",
+     lambda: _cli("select", "DATA", "--task-column", "store", "--target", "sales",
+                  "--fraction", "0.05", "--no-progress", "--test", "TEST",
+                  edit=lambda f: f.assign(size=np.where(np.arange(60) % 3, "10", "big")),
+                  test=lambda f: f.assign(size="10"))),
 ]
 
 
@@ -165,8 +251,10 @@ def outcome(func):
 
 
 def main():
-    # rst: "name_" would be a link target and "|" a substitution; escape both.
-    rows = [(api, case, re.sub(r"(\w)_(?=\W|$)", r"\1\\_", outcome(func).replace("|", "/")))
+    # rst: "name_" would be a link target, "|" a substitution and "\\" an escape; escape all.
+    rows = [(api, case.replace("\\", "\\\\"),
+             re.sub(r"(\w)_(?=\W|$)", r"\1\\_",
+                    outcome(func).replace("|", "/").replace("\\", "\\\\")))
             for api, case, func in CASES]
     widths = [max(len(r[i]) for r in rows + [("Where", "Bad input", "What the user gets")])
               for i in range(3)]

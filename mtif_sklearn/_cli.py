@@ -12,18 +12,27 @@ Commands
 ``demo``
     The README's main job on an embedded synthetic data set (no files needed).
 
-Features: every column except the task and target columns (or ``--features``). Numeric columns
-are standardised (StandardScaler); text, categorical and boolean columns are one-hot encoded
-(OneHotEncoder; ``--categorical ordinal`` for integer codes, then standardised). Missing values
-are an error (fill or drop them first): imputation choices belong to the user.
+Nothing is type-inferred: the file is read as text, task labels stay as written ("007" and
+"7" are two tasks), and exported rows (kept, removed, dropped, harmful) are the input rows
+verbatim (comma-separated input: byte for byte). Only the feature and target columns are
+converted, for the model; a ``--test`` file gets the training file's column types.
 
-Exit codes: 0 success, 1 the computation failed, 2 bad usage or bad input.
+Features: every column except the task and target columns (or ``--features``). Numeric columns
+are standardised (StandardScaler); text columns are one-hot encoded (OneHotEncoder;
+``--categorical ordinal`` for integer codes, then standardised). Missing values are an error
+(fill or drop them first): imputation choices belong to the user. Id-like text columns and
+encodings too large for memory are refused before any work.
+
+Exit codes: 0 success, 1 the computation failed, 2 bad usage or bad input (every input check,
+the output folder included, runs before the computation; non-finite results are exit 2 too).
 """
 
 import argparse
 import contextlib
+import csv
 import io
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -70,9 +79,146 @@ class _Progress:
             self._bar.close()
 
 
-# -- reading and encoding -----------------------------------------------------------------------
+# -- reading ------------------------------------------------------------------------------------
+# Cells that mean "missing" in feature and target columns: pandas' default markers. In the task
+# column only an empty cell is missing: "NA" is a task label as written (e.g. North America).
+_NA_TOKENS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+# A number as a CSV writes it (no underscores or hex, which Python's float() would accept).
+_NUMBER = re.compile(
+    r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity)\s*",
+    re.IGNORECASE | re.ASCII)
+# An integer written the way str(int) writes it: "7", "-3", but not "007", "+7", "-0" or " 7".
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
+# Values whose square overflows float64 (standardising, squared losses): refused up front.
+_MAX_ABS_VALUE = 1e150
+# Refuse encodings whose model would need more memory than this (estimated before encoding).
+_MEMORY_LIMIT = 4 * 2**30
+# A text feature with a different value in every row of a file this long is an id.
+_ID_LIKE_MIN_ROWS = 10
+# Spreadsheets run cells starting with these as formulas (CWE-1236, OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Table:
+    """A data file read as text: every cell exactly as written, nothing type-inferred.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    frame : pandas.DataFrame
+        One column per column of the file, every cell a ``str`` as written (Parquet: ``str`` of
+        the stored value; missing values are ``""``). The index is the 0-based data row of the
+        file (the row id).
+    header, records : str and list of str, or None
+        For comma-separated files: the original text of the header and of every data row,
+        line ends included, so that exported rows are the input rows byte for byte.
+    """
+
+    def __init__(self, path, frame, header=None, records=None):
+        self.path = path
+        self.frame = frame
+        self.header = header
+        self.records = records
+
+
+def _open_text(path):
+    """The file as text (UTF-8, a byte-order mark dropped, line ends untranslated)."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    if opener is not None:
+        return opener(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by the caller
+
+
+def _read_records(handle, sep):
+    """Yield ``(fields, original text)`` of every record (quoted fields may span lines)."""
+    consumed = []
+
+    def lines():
+        for line in handle:
+            consumed.append(line)
+            yield line
+
+    # csv.reader pulls one line at a time and stops at the end of a record, so the lines
+    # consumed since the last record are exactly this record's text.
+    for fields in csv.reader(lines(), delimiter=sep):
+        text = "".join(consumed)
+        consumed.clear()
+        if fields:  # blank lines are skipped, as pandas does
+            yield fields, text
+
+
+def _read_csv(path, sep):
+    import pandas as pd
+
+    with _open_text(path) as handle:
+        records = _read_records(handle, sep)
+        try:
+            names, header = next(records)
+        except StopIteration:
+            raise InputError(f"{path}: the file is empty.") from None
+        names = [name if name else f"Unnamed: {i}" for i, name in enumerate(names)]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise InputError(f"{path}: the header names column(s) {twice} more than once; "
+                             "give every column its own name.")
+        rows, texts = [], []
+        for number, (fields, text) in enumerate(records, start=2):
+            if len(fields) != len(names):
+                raise InputError(f"{path}: data row {number - 2} (record {number}) has "
+                                 f"{len(fields)} fields but the header has {len(names)}.")
+            rows.append(fields)
+            texts.append(text)
+    frame = pd.DataFrame(rows, columns=names, dtype=object)
+    if sep != ",":
+        return Table(path, frame)
+    return Table(path, frame, header, texts)
+
+
+def _read_parquet(path):
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except ImportError as error:
+        try:  # pandas words every engine failure alike: find the real cause
+            import pyarrow.parquet  # noqa: F401
+        except ModuleNotFoundError as missing:
+            if missing.name not in ("pyarrow", "pyarrow.parquet"):
+                raise InputError(f"{path}: pyarrow is installed but fails to import: "
+                                 f"{missing}. Repair the installation (pip install "
+                                 "--force-reinstall pyarrow).") from missing
+            raise InputError(f"{path}: reading Parquet needs pyarrow; install it with "
+                             "pip install \"mtif-sklearn[parquet]\" (or convert the file to "
+                             "CSV).") from error
+        except Exception as broken:  # noqa: BLE001 - any failure of the import is the answer
+            raise InputError(f"{path}: pyarrow is installed but fails to import: "
+                             f"{type(broken).__name__}: {broken}. Repair the installation "
+                             "(pip install --force-reinstall pyarrow).") from broken
+        raise InputError(f"{path}: cannot read Parquet ({error}).") from error
+
+    def text(value):
+        if pd.api.types.is_scalar(value) and pd.isna(value):
+            return ""
+        return str(value)
+
+    as_text = pd.DataFrame({name: frame[name].map(text).astype(object)
+                            for name in frame.columns}, index=frame.index)
+    as_text.columns = [str(name) for name in frame.columns]
+    return Table(path, as_text.reset_index(drop=True))
+
+
 def read_table(path):
-    """Read a CSV (``.csv``, ``.tsv``, ``.txt``, optionally gzipped) or Parquet file.
+    """Read a CSV (``.csv``, ``.tsv``, ``.txt``; may be ``.gz``/``.bz2``/``.xz``) or Parquet file.
+
+    Every cell is read as the text written in the file: nothing is type-inferred, so task
+    labels such as ``"007"`` and ``"7"`` stay distinct and exported rows are the input rows.
 
     Parameters
     ----------
@@ -81,35 +227,29 @@ def read_table(path):
 
     Returns
     -------
-    frame : pandas.DataFrame
-        Its rows; the index is the 0-based data row number in the file (the row id).
+    table : Table
+        Its rows as text; ``table.frame.index`` is the 0-based data row number (the row id).
     """
-    import pandas as pd
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file.")
     suffixes = [s.lower() for s in path.suffixes]
     try:
         if suffixes and suffixes[-1] in (".parquet", ".pq"):
-            try:
-                frame = pd.read_parquet(path)
-            except ImportError as error:
-                raise InputError(f"{path}: reading Parquet needs pyarrow; install it with "
-                                 "pip install pyarrow (or convert the file to CSV).") from error
+            table = _read_parquet(path)
         else:
-            sep = "\t" if ".tsv" in suffixes else ","
-            frame = pd.read_csv(path, sep=sep)
+            table = _read_csv(path, "\t" if ".tsv" in suffixes else ",")
     except InputError:
         raise
-    except Exception as error:  # pandas raises many parser error types
+    except Exception as error:  # decoding, decompression and csv errors alike
         raise InputError(f"{path}: cannot read the file ({type(error).__name__}: {error}).") \
             from error
-    if frame.empty:
+    if table.frame.empty:
         raise InputError(f"{path}: the file holds no rows.")
-    return frame.reset_index(drop=True)
+    return table
 
 
+# -- checking and encoding ----------------------------------------------------------------------
 def _check_columns(frame, names, what):
     missing = [name for name in names if name not in frame.columns]
     if missing:
@@ -119,15 +259,69 @@ def _check_columns(frame, names, what):
                          f"{shown}{more}.")
 
 
-def prepare_data(frame, *, task_column, target, features=None, model="ridge",
-                 categorical="onehot", min_task_rows=2, drop_small_tasks=False,
-                 transformer=None):
-    """Check the columns, encode the features and return the arrays the models need.
+def _is_missing(column):
+    """Missing cells of a text column of a feature or the target."""
+    return column.isin(_NA_TOKENS) | (column.str.strip() == "")
+
+
+def _numeric_mask(values):
+    """Which of these (unique) strings are numbers."""
+    return np.array([_NUMBER.fullmatch(v) is not None for v in values], dtype=bool)
+
+
+def _to_float(column, name, where):
+    """Numbers of a text column known to be numeric, checked for size."""
+    values = np.asarray(column.to_numpy(dtype=object), dtype=np.float64)  # float() per cell
+    bad = ~np.isfinite(values) | (np.abs(values) > _MAX_ABS_VALUE)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{where}column {name!r} has the value {column.iloc[first]!r} (row "
+            f"{column.index[first]}): infinite or so large that its square overflows float64 "
+            f"(the limit is {_MAX_ABS_VALUE:g} in absolute value). Rescale the column (e.g. "
+            "divide by a power of 10 or take a log).")
+    return values
+
+
+def _check_labels(labels, column, where=""):
+    empty = labels.str.strip() == ""
+    if empty.any():
+        raise InputError(f"{where}task column {column!r} has {int(empty.sum())} empty cell(s) "
+                         f"(first: row {labels.index[empty][0]}); every row needs a task.")
+    with_nul = labels.str.contains("\x00", regex=False)
+    if with_nul.any():
+        raise InputError(f"{where}task column {column!r} holds NUL characters (row "
+                         f"{labels.index[with_nul][0]}); remove them.")
+
+
+def _task_array(labels, as_int):
+    """Model task labels: ints when every label is written as an int (see prepare_data)."""
+    if as_int:
+        return np.array([int(v) for v in labels], dtype=np.int64)
+    values = np.empty(len(labels), dtype=object)
+    values[:] = list(labels)
+    return values
+
+
+def _labels_are_ints(unique_labels):
+    return all(_CANONICAL_INT.fullmatch(v) and -(2**63) <= int(v) < 2**63
+               for v in unique_labels)
+
+
+def prepare_data(table, *, task_column, target, features=None, model="ridge",
+                 categorical="onehot", min_task_rows=2, drop_small_tasks=False):
+    """Check the columns, convert the feature and target columns and encode the features.
+
+    Only the feature and target columns are converted, and only for the model; every cell is
+    kept as written in ``table``. Task labels stay as written: when every label is written as
+    an integer the way ``str(int)`` writes it ("7", "-3"; not "007" or "+7") they are those
+    ints (sorted numerically), otherwise they are the strings themselves, so "007" and "7",
+    or "True" and "TRUE", are different tasks.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
-        The data, one row per sample.
+    table : Table
+        The data (:func:`read_table`), one row per sample.
     task_column : str
         Column holding the task label of every row.
     target : str
@@ -142,26 +336,32 @@ def prepare_data(frame, *, task_column, target, features=None, model="ridge",
         Fewest rows a task may have.
     drop_small_tasks : bool, default=False
         Drop tasks with fewer than ``min_task_rows`` rows instead of failing.
-    transformer : fitted ColumnTransformer, default=None
-        Encode with this (held-out data, encoded like the training data) instead of fitting
-        a new one; the task-size check is skipped.
 
     Returns
     -------
     data : dict
-        ``X`` (float array of encoded features), ``y``, ``tasks``, ``frame`` (the rows used,
-        index = row id in the file), ``features`` (the columns used), ``transformer`` (the
-        fitted encoder), ``feature_names`` (after encoding), ``dropped_tasks``.
+        ``X`` (float array of encoded features), ``y``, ``tasks``, ``rows`` (row ids used),
+        ``dropped_rows`` (row ids of dropped small tasks), ``dropped_tasks``, ``features``,
+        ``numeric`` (the numeric feature columns), ``transformer`` (the fitted encoder),
+        ``feature_names`` (after encoding), ``labels_as_int``, ``target_numeric``,
+        ``task_rows`` ({task: rows}).
     """
     import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+    frame = table.frame
+    if task_column == target:
+        raise InputError(f"--target and --task-column are the same column {target!r}; the "
+                         "target cannot be the task label.")
     _check_columns(frame, [task_column], "task column")
     _check_columns(frame, [target], "target column")
     if features is None:
         features = [c for c in frame.columns if c not in (task_column, target)]
     else:
+        twice = sorted({c for c in features if features.count(c) > 1})
+        if twice:
+            raise InputError(f"--features lists {twice} more than once; name every column once.")
         _check_columns(frame, features, "feature column(s)")
         clash = [c for c in features if c in (task_column, target)]
         if clash:
@@ -169,22 +369,21 @@ def prepare_data(frame, *, task_column, target, features=None, model="ridge",
     if not features:
         raise InputError("No feature columns: the data holds only the task and target columns.")
 
-    if frame[task_column].isna().any():
-        raise InputError(f"task column {task_column!r} has {int(frame[task_column].isna().sum())}"
-                         " missing value(s); every row needs a task.")
-    if frame[target].isna().any():
-        raise InputError(f"target column {target!r} has {int(frame[target].isna().sum())} "
+    _check_labels(frame[task_column], task_column)
+    missing_target = _is_missing(frame[target])
+    if missing_target.any():
+        raise InputError(f"target column {target!r} has {int(missing_target.sum())} "
                          "missing value(s); drop or fill those rows first.")
-    missing = frame[features].isna().sum()
-    missing = missing[missing > 0]
-    if len(missing):
+    missing = {c: int(_is_missing(frame[c]).sum()) for c in features}
+    missing = {c: n for c, n in missing.items() if n}
+    if missing:
         listed = ", ".join(f"{name!r} ({count})" for name, count in missing.items())
         raise InputError(f"feature column(s) with missing values: {listed}. Fill or drop them "
                          "first (mtif-sklearn does not impute).")
 
-    counts = frame[task_column].value_counts()
-    small = counts[counts < (min_task_rows if transformer is None else 0)]
-    dropped = []
+    counts = frame[task_column].value_counts(sort=False)
+    small = counts[counts < min_task_rows]
+    dropped, dropped_rows = [], np.zeros(0, dtype=np.int64)
     if len(small):
         if not drop_small_tasks:
             listed = ", ".join(f"{task!r} ({n} rows)" for task, n in small.head(10).items())
@@ -193,19 +392,30 @@ def prepare_data(frame, *, task_column, target, features=None, model="ridge",
                 f"{' ...' if len(small) > 10 else ''}. Each task needs rows to train on and to "
                 "validate on; add rows, merge tasks, or pass --drop-small-tasks.")
         dropped = small.index.tolist()
-        frame = frame[~frame[task_column].isin(dropped)]
+        drop = frame[task_column].isin(dropped).to_numpy()
+        dropped_rows = frame.index.to_numpy()[drop]
+        frame = frame[~drop]
         if frame.empty:
             raise InputError(f"every task has fewer than {min_task_rows} rows.")
 
-    y = frame[target]
+    label_text = frame[task_column]
+    labels_as_int = _labels_are_ints(pd.unique(label_text))
+    tasks = _task_array(label_text, labels_as_int)
+
+    # The target: numbers for ridge; two classes for logistic (numbers when all are numbers,
+    # so that 0/1 and 0.0/1.0 are the same two classes; otherwise the text as written).
+    y_text = frame[target]
+    unique_y = pd.unique(y_text)
+    y_numeric = bool(_numeric_mask(unique_y).all())
     if model == "ridge":
-        if not (pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)):
+        if not y_numeric:
+            example = unique_y[~_numeric_mask(unique_y)][0]
             raise InputError(
-                f"target {target!r} is not numeric (dtype {y.dtype}, e.g. {y.iloc[0]!r}); "
-                "--model ridge needs a numeric target. For a two-class target use "
-                "--model logistic.")
-        y = y.to_numpy(dtype=np.float64)
+                f"target {target!r} is not numeric (e.g. {example!r}); --model ridge needs a "
+                "numeric target. For a two-class target use --model logistic.")
+        y = _to_float(y_text, target, "target ")
     else:
+        y = _to_float(y_text, target, "target ") if y_numeric else y_text.to_numpy(dtype=object)
         classes = pd.unique(y)
         if len(classes) != 2:
             shown = [c.item() if hasattr(c, "item") else c for c in classes[:4]]
@@ -213,35 +423,151 @@ def prepare_data(frame, *, task_column, target, features=None, model="ridge",
                 f"target {target!r} has {len(classes)} distinct value(s) {shown}"
                 f"{' ...' if len(classes) > 4 else ''}; --model logistic needs exactly two "
                 "classes. For a numeric target use --model ridge.")
-        y = y.to_numpy()
 
-    numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])
-               and not pd.api.types.is_bool_dtype(frame[c])]
+    uniques = {c: pd.unique(frame[c]) for c in features}
+    numeric = [c for c in features if _numeric_mask(uniques[c]).all()]
     other = [c for c in features if c not in numeric]
+    n_rows = len(frame)
+    for column in other:
+        if n_rows >= _ID_LIKE_MIN_ROWS and len(uniques[column]) == n_rows:
+            keep = [_shell_word(c) for c in features if c != column]
+            listed = " ".join(keep[:8]) + (f" ... ({len(keep)} columns)" if len(keep) > 8
+                                           else "")
+            raise InputError(
+                f"feature column {column!r} is text with a different value in every row "
+                f"({n_rows} distinct values): an id, not a feature (one-hot encoding would "
+                f"make {n_rows} columns that each describe one row). Leave it out by naming "
+                f"the feature columns: --features {listed}")
+    n_encoded = len(numeric) + (sum(len(uniques[c]) for c in other) if categorical == "onehot"
+                                else len(other))
+    n_tasks = len(counts) - len(dropped)
+    # X, plus the (K + 1) Hessian blocks of (d + 1)^2 that fitting and influence factor (x3).
+    needed = 8 * (n_rows * n_encoded + 3 * (n_tasks + 1) * (n_encoded + 1) ** 2)
+    if needed > _MEMORY_LIMIT:
+        widest = sorted(other, key=lambda c: -len(uniques[c]))[:3]
+        listed = ", ".join(f"{c!r} ({len(uniques[c])} values)" for c in widest)
+        raise InputError(
+            f"the encoded features would be {n_encoded} columns"
+            + (f" (one-hot: {listed})" if widest and categorical == "onehot" else "")
+            + f"; the model would need about {needed / 2**30:.1f} GiB (limit "
+            f"{_MEMORY_LIMIT / 2**30:g} GiB). Leave wide text columns out with --features, use "
+            "--categorical ordinal, or group rare categories first.")
+
     encoder = (OneHotEncoder(handle_unknown="ignore", sparse_output=False)
                if categorical == "onehot" else OrdinalEncoder())
     steps = [("numeric", StandardScaler(), numeric)] if numeric else []
     if other:
         steps.append(("categorical", encoder if categorical == "onehot"
                       else _ordinal_then_scale(encoder), other))
-    # Text columns of mixed types are encoded by their string form.
-    columns = frame[features].astype({c: str for c in other})
-    if transformer is None:
-        transformer = ColumnTransformer(steps, remainder="drop",
-                                        verbose_feature_names_out=False)
-        X = transformer.fit_transform(columns)
-    else:
-        X = transformer.transform(columns)
+    columns = _model_columns(frame, numeric, other, "")
+    transformer = ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
+    X = np.asarray(transformer.fit_transform(columns), dtype=np.float64)
     return {
-        "X": np.asarray(X, dtype=np.float64),
+        "X": X,
         "y": y,
-        "tasks": frame[task_column].to_numpy(),
-        "frame": frame,
+        "tasks": tasks,
+        "rows": frame.index.to_numpy(),
+        "dropped_rows": dropped_rows,
+        "dropped_tasks": dropped,
         "features": list(features),
+        "numeric": numeric,
+        "categories": {c: len(uniques[c]) for c in other},
         "transformer": transformer,
         "feature_names": transformer.get_feature_names_out().tolist(),
-        "dropped_tasks": dropped,
+        "labels_as_int": labels_as_int,
+        "target_numeric": y_numeric,
+        "task_rows": dict(zip(*(u.tolist() for u in np.unique(tasks, return_counts=True)),
+                              strict=True)),
     }
+
+
+def _model_columns(frame, numeric, other, where):
+    """The feature columns as the encoders take them: numbers as float, text as written."""
+    import pandas as pd
+
+    columns = {c: _to_float(frame[c], c, where + "feature ") for c in numeric}
+    columns.update({c: frame[c].to_numpy(dtype=object) for c in other})
+    return pd.DataFrame({c: columns[c] for c in [*numeric, *other]}, index=frame.index)
+
+
+def prepare_test(table, data, *, task_column, target, model, categorical):
+    """Check and encode a held-out file exactly as the training file was.
+
+    Every column gets the training file's type (a numeric-looking test task column or text
+    feature stays what it was in training), and the features go through the training
+    encoders. Tasks and classes unseen in training are an error; one class is fine.
+
+    Parameters
+    ----------
+    table : Table
+        The held-out data.
+    data : dict
+        :func:`prepare_data` of the training file.
+    task_column, target, model, categorical
+        As for :func:`prepare_data`.
+
+    Returns
+    -------
+    test : dict
+        ``X``, ``y``, ``tasks``.
+    """
+    import pandas as pd
+
+    where = "--test "
+    frame = table.frame
+    features = data["features"]
+    _check_columns(frame, [task_column, target, *features], "--test column(s)")
+    _check_labels(frame[task_column], task_column, where)
+    for column in [target, *features]:
+        missing = _is_missing(frame[column])
+        if missing.any():
+            raise InputError(f"--test column {column!r} has {int(missing.sum())} missing "
+                             "value(s); fill or drop them first.")
+    known = {str(t) for t in data["tasks"]}
+    unseen = [t for t in pd.unique(frame[task_column]) if t not in known]
+    if unseen:
+        raise InputError(f"--test holds task(s) {[_show(t) for t in unseen[:10]]} not in the "
+                         "training data; every test row must belong to a trained task.")
+    tasks = _task_array(frame[task_column], data["labels_as_int"])
+
+    y_text = frame[target]
+    if data["target_numeric"]:
+        unique_y = pd.unique(y_text)
+        not_numbers = unique_y[~_numeric_mask(unique_y)]
+        if len(not_numbers):
+            what = ("classes" if model == "logistic" else "values")
+            raise InputError(f"--test target {target!r} has non-numeric {what} "
+                             f"{[str(v) for v in not_numbers[:5]]}; in the training file it is "
+                             "numeric.")
+        y = _to_float(y_text, target, where + "target ")
+    else:
+        y = y_text.to_numpy(dtype=object)
+    if model == "logistic":
+        classes = set(pd.unique(data["y"]).tolist())
+        unseen = [c for c in pd.unique(y).tolist() if c not in classes]
+        if unseen:
+            raise InputError(
+                f"--test target {target!r} has class(es) {unseen[:5]} never seen in training "
+                f"(classes {sorted(map(str, classes))}); the model cannot predict them.")
+
+    numeric = data["numeric"]
+    other = [c for c in features if c not in numeric]
+    for column in numeric:
+        values = pd.unique(frame[column])
+        text = values[~_numeric_mask(values)]
+        if len(text):
+            raise InputError(f"--test column {column!r} has the text {str(text[0])!r}, but it "
+                             "is numeric in the training file.")
+    if categorical == "ordinal":
+        encoder = data["transformer"].named_transformers_["categorical"][0] if other else None
+        for column, seen in zip(other, encoder.categories_ if other else [], strict=True):
+            new = sorted(set(pd.unique(frame[column])) - set(seen.tolist()))
+            if new:
+                raise InputError(f"--test column {column!r} has categories {new[:5]} not in "
+                                 "the training file; --categorical ordinal cannot encode "
+                                 "them (--categorical onehot ignores unseen categories).")
+    X = data["transformer"].transform(_model_columns(frame, numeric, other, where))
+    return {"X": np.asarray(X, dtype=np.float64), "y": y, "tasks": tasks}
 
 
 def _ordinal_then_scale(encoder):
@@ -263,6 +589,42 @@ def _label(task):
     return task.item() if hasattr(task, "item") else task
 
 
+def _show(task):
+    """A task label for the terminal: as written, or its repr when it could mislead.
+
+    Labels with control characters (a newline would break the table), surrounding spaces or
+    a spreadsheet formula start (``=``, ``+``, ``-``, ``@``; numbers excepted) are shown as
+    Python string literals, e.g. ``'a\\nb'``.
+    """
+    task = _label(task)
+    if not isinstance(task, str):
+        return str(task)
+    if (not task.isprintable() or task != task.strip()
+            or (task.startswith(_FORMULA_START) and not _NUMBER.fullmatch(task))):
+        return repr(task)
+    return task
+
+
+def _cell(value):
+    """A text cell of a generated CSV, escaped against formula injection (CWE-1236).
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
+    ``'`` (OWASP's advice), so that a spreadsheet shows it instead of running it; numbers
+    (``-1.5``) and other text are unchanged.
+    """
+    value = _label(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START) \
+            and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _shell_word(text):
+    import shlex
+
+    return shlex.quote(str(text))
+
+
 # -- printing -----------------------------------------------------------------------------------
 def format_task_table(matrix, labels, *, top=10):
     """Readable summary of a task-influence matrix: ranked pairs and (few tasks) the matrix.
@@ -281,7 +643,7 @@ def format_task_table(matrix, labels, *, top=10):
     text : str
         The summary.
     """
-    names = [str(_label(t)) for t in labels]
+    names = [_show(t) for t in labels]
     n_tasks = len(names)
     pairs = [(matrix[source, target], names[source], names[target])
              for source in range(n_tasks) for target in range(n_tasks)
@@ -362,25 +724,139 @@ def _save_heatmap(influence, path, print_fn):
 
 
 # -- commands -----------------------------------------------------------------------------------
-def _load(args, min_task_rows):
-    frame = read_table(args.data)
-    return prepare_data(frame, task_column=args.task_column, target=args.target,
-                        features=args.features, model=args.model,
-                        categorical=args.categorical, min_task_rows=min_task_rows,
-                        drop_small_tasks=args.drop_small_tasks)
+_SCORE_OUTPUTS = ("task_influence.csv", "task_pairs.csv", "task_influence.png", "harmful_rows.csv")
+_SELECT_OUTPUTS = ("kept_rows.csv", "removed_rows.csv", "dropped_small_tasks.csv", "per_task.csv",
+                   "selection_report.txt", "test_per_task.csv", "selection.png")
+
+
+def _check_out(args, outputs):
+    """Before any work: ``--out`` must be a folder (or creatable) and never hold an input."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is an existing file, not a folder; name a folder (it is "
+                         "created if needed).")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {out}: {parent} is a file, so the folder cannot be created.")
+    inputs = [("DATA", args.data)] + ([("--test", args.test)] if getattr(args, "test", None)
+                                      else [])
+    for what, path in inputs:
+        for name in outputs:
+            target = out / name
+            if target.exists() and Path(path).exists() and os.path.samefile(target, path):
+                raise InputError(
+                    f"--out {out} would overwrite the input {what} {path} (the output "
+                    f"{name}); choose another --out folder or move the input.")
+
+
+def _output_names(generated, input_columns):
+    """Names of the generated columns of a row export, never clashing with input columns.
+
+    A clashing name gets ``mtif_`` in front (again, until it is free): deterministic.
+    """
+    taken = set(map(str, input_columns))
+    names = []
+    for name in generated:
+        while name in taken:
+            name = "mtif_" + name
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _csv_line(fields):
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(fields)
+    return buffer.getvalue()
+
+
+def _number(value):
+    value = _label(value)
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _write_rows(path, table, row_ids, columns=(), id_name="row_id"):
+    """Write input rows verbatim, after generated columns (the row id, ``id_name``, first).
+
+    Comma-separated input: each row is ``row_id,<generated>,`` followed by the original text of
+    the row, byte for byte (quoting, number formats, line ends). Other input (TSV, Parquet):
+    the cells as read, comma-separated.
+    """
+    names = [id_name, *(name for name, _ in columns)]
+    values = [[_number(v) for v in column] for _, column in columns]
+    prefixes = [[str(row_id), *(column[i] for column in values)]
+                for i, row_id in enumerate(row_ids)]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        if table.records is not None:
+            header = table.header
+            newline = header[len(header.rstrip("\r\n")):] or "\n"
+            handle.write(_csv_line(names) + "," + header)
+            for prefix, row_id in zip(prefixes, row_ids, strict=True):
+                record = table.records[row_id]
+                ends = record.endswith(("\n", "\r"))
+                handle.write(_csv_line(prefix) + "," + record + ("" if ends else newline))
+        else:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow([*names, *table.frame.columns])
+            cells = table.frame.to_numpy(dtype=object)
+            for prefix, row_id in zip(prefixes, row_ids, strict=True):
+                writer.writerow([*prefix, *cells[row_id]])
+
+
+def _check_finite(what, *arrays, allow_nan=False):
+    """Non-finite effects or losses are an input problem (overflow, an ill-posed fit): exit 2.
+
+    ``allow_nan``: only infinities count (NaN is a documented "not measured" there).
+    """
+    for array in arrays:
+        array = np.asarray(array, dtype=np.float64)
+        bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+        if bad.any():
+            raise InputError(
+                f"the {what} are not finite ({int(bad.sum())} NaN/inf values): the losses "
+                "overflowed float64 or the fit is ill-posed. Rescale the target and features "
+                "to values near 1, or raise --alpha or --damping.")
 
 
 def _describe(data, args, print_fn):
-    import pandas as pd
-
     tasks = data["tasks"]
-    n_tasks = len(pd.unique(tasks))
+    n_tasks = len(data["task_rows"])
     print_fn(f"{args.data}: {len(tasks)} rows, {n_tasks} tasks ({args.task_column!r}), "
              f"target {args.target!r}, {data['X'].shape[1]} encoded features; "
              f"model {args.model}(alpha={args.alpha:g})")
+    numeric = data["numeric"]
+    text = [c for c in data["features"] if c not in numeric]
+
+    def listed(columns, limit=12):
+        shown = ", ".join(_show(c) for c in columns[:limit])
+        return shown + (f", ... ({len(columns) - limit} more)" if len(columns) > limit else "")
+
+    parts = []
+    if numeric:
+        parts.append(f"numeric, standardised: {listed(numeric)}")
+    if text:
+        encoding = ("one-hot" if args.categorical == "onehot" else "ordinal codes")
+        parts.append(f"text, {encoding}: " + listed(
+            [f"{_show(c)} ({data['categories'][c]} values)" for c in text]))
+    print_fn(f"  features used ({len(data['features'])}; --features to choose): "
+             + "; ".join(parts))
     if data["dropped_tasks"]:
         print_fn(f"  dropped {len(data['dropped_tasks'])} small task(s): "
-                 f"{[_label(t) for t in data['dropped_tasks'][:10]]}")
+                 f"{data['dropped_tasks'][:10]}{' ...' if len(data['dropped_tasks']) > 10 else ''}"
+                 f" ({len(data['dropped_rows'])} rows)")
+
+
+def _prepare(args, min_task_rows, outputs):
+    """Everything that can fail on bad input, before any computation."""
+    _check_out(args, outputs)
+    table = read_table(args.data)
+    data = prepare_data(table, task_column=args.task_column, target=args.target,
+                        features=args.features, model=args.model,
+                        categorical=args.categorical, min_task_rows=min_task_rows,
+                        drop_small_tasks=args.drop_small_tasks)
+    return table, data
 
 
 def score_tasks(args, print_fn=print):
@@ -393,57 +869,74 @@ def score_tasks(args, print_fn=print):
     progress = _Progress(["reading data", "fitting and measuring influence", "writing"],
                          args.progress)
     try:
-        data = _load(args, min_task_rows=2)
+        table, data = _prepare(args, 2, _SCORE_OUTPUTS)
+        effect_names = _output_names(["row_id", "effect_total", "effect_on_own_task"],
+                                     table.frame.columns)
         _describe(data, args, print_fn)
         progress.step()
         influence = MTIFInfluence(_make_model(args), validation_fraction=args.validation_fraction,
                                   damping=args.damping, random_state=args.random_state)
-        influence.fit(data["X"], data["y"], tasks=data["tasks"])
+        with _quiet_nan_warnings():
+            influence.fit(data["X"], data["y"], tasks=data["tasks"])
+        matrix = np.asarray(influence.task_influence_, dtype=np.float64)
+        effects = np.asarray(influence.influence_, dtype=np.float64)
+        _check_finite("task influence values", matrix)
+        _check_finite("row effects", effects)
         progress.step()
 
         labels = [_label(t) for t in influence.tasks_]
-        matrix = np.asarray(influence.task_influence_, dtype=np.float64)
-        print_fn("")
-        print_fn(format_task_table(matrix, labels, top=args.top))
+        sizes = [data["task_rows"][t] for t in labels]
+        escaped = [_cell(t) for t in labels]
+        corner = _output_names(["removed_task"], map(str, escaped))[0]
+        table_csv = pd.DataFrame(matrix, index=pd.Index(escaped, name=corner),
+                                 columns=[str(t) for t in escaped])
+        pairs = pd.DataFrame([(escaped[source], escaped[target], matrix[source, target],
+                               sizes[source], sizes[target])
+                              for source in range(len(labels))
+                              for target in range(len(labels)) if source != target],
+                             columns=["removed_task", "target_task", "effect",
+                                      "removed_task_rows", "target_task_rows"])
+        pairs = pairs.sort_values("effect", kind="stable")
+
+        rows = influence.train_indices_
+        row_tasks = data["tasks"][rows]
+        own = effects[np.arange(len(rows)), encode_tasks(row_tasks, influence.tasks_)]
+        total = effects.sum(axis=1)
+        order = np.argsort(total, kind="stable")[:args.top_rows]
+        harmful_ids = data["rows"][rows[order]]
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        table = pd.DataFrame(matrix, index=pd.Index(labels, name="removed_task"),
-                             columns=[str(t) for t in labels])
-        table.to_csv(out / "task_influence.csv")
-        pairs = pd.DataFrame([(labels[source], labels[target], matrix[source, target])
-                              for source in range(len(labels))
-                              for target in range(len(labels)) if source != target],
-                             columns=["removed_task", "target_task", "effect"])
-        pairs.sort_values("effect", kind="stable").to_csv(out / "task_pairs.csv", index=False)
-
-        effects = np.asarray(influence.influence_, dtype=np.float64)
-        rows = influence.train_indices_
-        frame = data["frame"]
-        row_tasks = data["tasks"][rows]
-        own = effects[np.arange(len(rows)), encode_tasks(row_tasks, influence.tasks_)]
-        total = np.nansum(effects, axis=1)
-        order = np.argsort(total, kind="stable")[:args.top_rows]
-        harmful = frame.iloc[rows[order]].copy()
-        harmful.insert(0, "effect_on_own_task", own[order])
-        harmful.insert(0, "effect_total", total[order])
-        harmful.index.name = "row_id"
-        harmful.to_csv(out / "harmful_rows.csv")
-
-        print_fn("")
-        print_fn(f"Most harmful training rows (summed effect on all tasks' validation loss; "
-                 f"row id = 0-based data row of {Path(args.data).name}):")
-        for row_id, value, task in zip(harmful.index[:args.top], total[order][:args.top],
-                                       row_tasks[order][:args.top], strict=False):
-            print_fn(f"  row {row_id:>6} (task {_label(task)!s}): {value:+.4g}")
+        table_csv.to_csv(out / "task_influence.csv")
+        pairs.to_csv(out / "task_pairs.csv", index=False)
+        _write_rows(out / "harmful_rows.csv", table, harmful_ids,
+                    [(effect_names[1], total[order]), (effect_names[2], own[order])],
+                    id_name=effect_names[0])
         heatmap = _save_heatmap(influence, out / "task_influence.png", print_fn)
         progress.step()
     finally:
         progress.close()
     print_fn("")
+    print_fn(format_task_table(matrix, labels, top=args.top))
+    print_fn("")
+    print_fn(f"Most harmful training rows (summed effect on all tasks' validation loss; "
+             f"row id = 0-based data row of {Path(args.data).name}):")
+    for row_id, value, task in zip(harmful_ids[:args.top], total[order][:args.top],
+                                   row_tasks[order][:args.top], strict=False):
+        print_fn(f"  row {row_id:>6} (task {_show(task)}): {value:+.4g}")
+    _note_renamed(effect_names, ["row_id", "effect_total", "effect_on_own_task"], print_fn)
+    print_fn("")
     print_fn(f"Wrote {out / 'task_influence.csv'}, {out / 'task_pairs.csv'}, "
              f"{out / 'harmful_rows.csv'}" + (f", {heatmap}" if heatmap else ""))
     return influence
+
+
+def _note_renamed(names, wanted, print_fn):
+    renamed = [(a, b) for a, b in zip(wanted, names, strict=True) if a != b]
+    if renamed:
+        print_fn("(the input has column(s) named " + ", ".join(repr(a) for a, _ in renamed)
+                 + "; the generated columns are called "
+                 + ", ".join(repr(b) for _, b in renamed) + ")")
 
 
 def select(args, print_fn=print):
@@ -456,10 +949,17 @@ def select(args, print_fn=print):
     progress = _Progress(["reading data", "scoring rows (cross-fitted)", "writing"],
                          args.progress)
     try:
-        data = _load(args, min_task_rows=min_rows)
+        table, data = _prepare(args, min_rows, _SELECT_OUTPUTS)
+        wanted = ["row_id", "removal_order", "score"]
+        names = _output_names(wanted, table.frame.columns)
+        test = None
+        if args.test is not None:
+            test = prepare_test(read_table(args.test), data, task_column=args.task_column,
+                                target=args.target, model=args.model,
+                                categorical=args.categorical)
         _describe(data, args, print_fn)
-        progress.step()
         target_tasks = _match_tasks(args.target_tasks, data["tasks"])
+        progress.step()
         selector = NegativeTransferSelector(
             _make_model(args), fraction=args.fraction, target_tasks=target_tasks,
             cv=None if args.cv == 0 else args.cv,
@@ -468,25 +968,26 @@ def select(args, print_fn=print):
         # verbose=1 also measures the validation loss after removal (refits per fold); its
         # messages go to the report file, not the terminal.
         log = io.StringIO()
-        with contextlib.redirect_stdout(log):
+        with contextlib.redirect_stdout(log), _quiet_nan_warnings():
             selector.fit(data["X"], data["y"], tasks=data["tasks"])
+        scored = (np.ones(len(data["y"]), dtype=bool) if args.cv != 0
+                  else np.isin(np.arange(len(data["y"])), selector.folds_[0][0]))
+        report = selector.report_
+        _check_finite("row scores", selector.scores_[scored])
+        _check_finite("validation losses", report["validation_loss_before"],
+                      report["predicted_change"])
+        _check_finite("validation losses after selection", report["validation_loss_after"],
+                      allow_nan=True)
+        test_table = None
+        if test is not None:
+            test_table = _evaluate_on_test(args, data, test, selector)
         progress.step()
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        frame = data["frame"]
-        kept = frame[selector.support_]
-        kept.index.name = "row_id"
-        kept.to_csv(out / "kept_rows.csv")
-        removed = frame.iloc[selector.removed_].copy()
-        removed.insert(0, "score", selector.scores_[selector.removed_])
-        removed.insert(0, "removal_order", np.arange(1, len(selector.removed_) + 1))
-        removed.index.name = "row_id"
-        removed.to_csv(out / "removed_rows.csv")
-
-        report = selector.report_
+        row_ids = data["rows"]
+        kept_ids = row_ids[selector.support_]
+        removed_ids = row_ids[selector.removed_]
         per_task = pd.DataFrame({
-            "task": report["task"],
+            "task": [_cell(t) for t in report["task"]],
             "target": report["target"],
             "rows": report["n_rows"],
             "removed": report["n_removed"],
@@ -496,35 +997,86 @@ def select(args, print_fn=print):
         })
         per_task["measured_change"] = (per_task["validation_loss_after"]
                                        - per_task["validation_loss_before"])
+        text = _selection_text(selector, top=None)
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_rows(out / "kept_rows.csv", table, kept_ids, id_name=names[0])
+        _write_rows(out / "removed_rows.csv", table, removed_ids,
+                    [(names[1], np.arange(1, len(removed_ids) + 1)),
+                     (names[2], selector.scores_[selector.removed_])], id_name=names[0])
+        if args.drop_small_tasks:
+            _write_rows(out / "dropped_small_tasks.csv", table, data["dropped_rows"],
+                        id_name=names[0])
         per_task.to_csv(out / "per_task.csv", index=False)
-        text = selector.selection_report()
-        (out / "selection_report.txt").write_text(text + "\n")
-        test_table = None
-        if args.test is not None:
-            test_table = _evaluate_on_test(args, data, selector, out, print_fn)
+        (out / "selection_report.txt").write_text(text + "\n", encoding="utf-8")
+        plot = None
+        if test_table is not None:
+            test_table.assign(task=[_cell(t) for t in test_table["task"]]).to_csv(
+                out / "test_per_task.csv", index=False)
+            plot = _save_selection_plot(test_table, out / "selection.png")
         progress.step()
     finally:
         progress.close()
     print_fn("")
-    print_fn(text)
+    print_fn(_selection_text(selector, top=args.top))
     print_fn("(validation loss: out-of-fold, averaged over the folds; 'after' refits each fold "
              "without the removed rows)")
-    if len(selector.removed_):
-        shown = min(args.top, len(selector.removed_))
+    if len(removed_ids):
+        shown = min(args.top, len(removed_ids))
         print_fn(f"\nMost harmful removed rows (row id = 0-based data row of "
                  f"{Path(args.data).name}), first {shown}:")
-        for row_id, score in zip(removed.index[:shown], removed["score"][:shown], strict=True):
-            print_fn(f"  row {row_id:>6} (task {_label(frame.loc[row_id, args.task_column])!s}):"
-                     f" {score:+.4g}")
+        for row_id, position in zip(removed_ids[:shown], selector.removed_[:shown],
+                                    strict=True):
+            print_fn(f"  row {row_id:>6} (task {_show(data['tasks'][position])}):"
+                     f" {selector.scores_[position]:+.4g}")
     if test_table is not None:
-        print_fn(f"\nHeld-out {Path(args.test).name}: {test_table.attrs['metric']} per task, "
-                 "model on all rows vs on the selected rows:")
-        print_fn(test_table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print_fn(f"\nWrote {out / 'kept_rows.csv'} ({len(kept)} rows), {out / 'removed_rows.csv'} "
-             f"({len(removed)} rows), {out / 'per_task.csv'}, {out / 'selection_report.txt'}"
+        print_fn("")
+        print_fn(_format_test_table(test_table, Path(args.test).name, args.top))
+    _note_renamed(names, wanted, print_fn)
+    print_fn(f"\nWrote {out / 'kept_rows.csv'} ({len(kept_ids)} rows), "
+             f"{out / 'removed_rows.csv'} ({len(removed_ids)} rows)"
+             + (f", {out / 'dropped_small_tasks.csv'} ({len(data['dropped_rows'])} rows)"
+                if args.drop_small_tasks else "")
+             + f", {out / 'per_task.csv'}, {out / 'selection_report.txt'}"
              + (f", {out / 'test_per_task.csv'}" if test_table is not None else "")
-             + (f", {out / 'selection.png'}" if (out / 'selection.png').exists() else ""))
+             + (f", {plot}" if plot else ""))
     return selector
+
+
+def _selection_text(selector, top=None):
+    """The selection report with task labels shown safely; ``top``: at most that many tasks.
+
+    Many tasks: the ``top`` tasks that lost the most rows, then a count of the rest.
+    """
+    report = selector.report_
+    header = selector.selection_report().splitlines()[:2]  # totals and scoring scheme
+    measured = not np.all(np.isnan(report["validation_loss_after"]))
+    names = [_show(t) for t in report["task"]]
+    width = max(6, *(len(n) for n in names))
+    lines = [*header,
+             f"{'task':>{width}} {'rows':>6} {'removed':>8} {'%':>6} {'val loss':>10} "
+             f"{'predicted':>10}" + (f" {'measured':>10}" if measured else ""),
+             f"{'':>{width}} {'':>6} {'':>8} {'':>6} {'before':>10} {'change':>10}"
+             + (f" {'after':>10}" if measured else "")]
+    order = list(range(len(names)))
+    hidden = 0
+    if top is not None and len(order) > 2 * top:
+        order = sorted(order, key=lambda k: -report["n_removed"][k])[:top]
+        hidden = len(names) - len(order)
+        order.sort()
+    for k in order:
+        line = (f"{names[k]:>{width}} {report['n_rows'][k]:>6d} {report['n_removed'][k]:>8d} "
+                f"{100 * report['removed_fraction'][k]:>5.1f}% "
+                f"{report['validation_loss_before'][k]:>10.4g} "
+                f"{report['predicted_change'][k]:>+10.3g}")
+        if measured:
+            line += f" {report['validation_loss_after'][k]:>10.4g}"
+        lines.append(line + ("" if report["target"][k] else "  (not a target)"))
+    if hidden:
+        lines.append(f"... {hidden} more tasks (the {len(order)} that lost the most rows are "
+                     "shown; every task is in per_task.csv)")
+    return "\n".join(lines)
 
 
 def _match_tasks(requested, tasks):
@@ -541,20 +1093,12 @@ def _match_tasks(requested, tasks):
     return [by_name[name] for name in requested]
 
 
-def _evaluate_on_test(args, data, selector, out, print_fn):
-    """Per-task held-out metric of the model on all rows and of the selector's refit."""
+def _evaluate_on_test(args, data, test, selector):
+    """Per-task and overall held-out metric of the model on all rows and of the selector."""
     import pandas as pd
     from sklearn.base import clone
     from sklearn.metrics import accuracy_score, mean_squared_error
 
-    frame = read_table(args.test)
-    test = prepare_data(frame, task_column=args.task_column, target=args.target,
-                        features=data["features"], model=args.model,
-                        categorical=args.categorical, transformer=data["transformer"])
-    known = {str(_label(t)) for t in selector.tasks_}
-    unseen = sorted({str(_label(t)) for t in pd.unique(test["tasks"])} - known)
-    if unseen:
-        raise InputError(f"--test holds task(s) {unseen[:10]} not in the training data.")
     baseline = clone(selector.estimator).fit(data["X"], data["y"], tasks=data["tasks"])
     classifier = args.model == "logistic"
     metric, name = ((accuracy_score, "accuracy") if classifier
@@ -570,24 +1114,64 @@ def _evaluate_on_test(args, data, selector, out, print_fn):
     table = pd.DataFrame(rows, columns=["task", "test_rows", f"{name}_all_rows",
                                         f"{name}_selected"])
     table["change"] = table[f"{name}_selected"] - table[f"{name}_all_rows"]
-    table.to_csv(out / "test_per_task.csv", index=False)
-    table.attrs["metric"] = name + (" (higher is better)" if classifier
-                                    else " (lower is better)")
+    _check_finite("test metrics", table[f"{name}_all_rows"], table[f"{name}_selected"])
+    table.attrs.update(
+        metric=name, higher_is_better=classifier,
+        overall=(metric(test["y"], before_pred), metric(test["y"], after_pred)),
+        label=name + (" (higher is better)" if classifier else " (lower is better)"))
+    return table
+
+
+def _format_test_table(table, file_name, top):
+    """The overall before/after line, better/worse counts, and the tasks (or the top few)."""
+    before, after = table.attrs["overall"]
+    sign = 1.0 if table.attrs["higher_is_better"] else -1.0
+    gain = sign * table["change"].to_numpy()
+    relative = f" ({100 * (after - before) / abs(before):+.1f}%)" if before else ""
+    lines = [
+        f"Held-out {file_name}: {table.attrs['label']}, model on all rows vs on the selected "
+        "rows",
+        f"  overall ({int(table['test_rows'].sum())} rows): {before:.4g} -> {after:.4g}"
+        f"{relative}; tasks better: {int(np.sum(gain > 0))}, worse: {int(np.sum(gain < 0))}, "
+        f"unchanged: {int(np.sum(gain == 0))}",
+    ]
+    shown = table.assign(task=[_show(t) for t in table["task"]])
+    fmt = {"float_format": lambda v: f"{v:.4g}", "index": False}
+    if len(table) <= 2 * top:
+        lines.append(shown.to_string(**fmt))
+        return "\n".join(lines)
+    few = max(1, min(5, top))
+    order = np.argsort(-gain, kind="stable")
+    better = order[gain[order] > 0][:few]
+    worse = order[::-1][gain[order[::-1]] < 0][:few]
+    if len(better):
+        lines.append(f"  most improved {len(better)}:")
+        lines.append(shown.iloc[better].to_string(**fmt))
+    if len(worse):
+        lines.append(f"  most worsened {len(worse)}:")
+        lines.append(shown.iloc[worse].to_string(**fmt))
+    lines.append(f"  (every task of the {len(table)} is in test_per_task.csv)")
+    return "\n".join(lines)
+
+
+def _save_selection_plot(table, path):
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return table
+        return None
     from .plotting import SelectionDisplay
 
+    name = table.attrs["metric"]
     display = SelectionDisplay(table[f"{name}_all_rows"], table[f"{name}_selected"],
-                               task_labels=table["task"], metric_name=table.attrs["metric"])
+                               task_labels=[_show(t) for t in table["task"]],
+                               metric_name=table.attrs["label"])
     display.plot()
-    display.figure_.savefig(out / "selection.png", dpi=120)
+    display.figure_.savefig(path, dpi=120)
     plt.close(display.figure_)
-    return table
+    return path
 
 
 # -- argument parsing -------------------------------------------------------------------------
@@ -602,20 +1186,37 @@ def _fraction(text, *, low_open=True):
     return value
 
 
-def _positive(text):
+def _float(text):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}")
+    return value
+
+
+def _positive(text):
+    value = _float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0; got {value}")
     return value
 
 
 def _non_negative(text):
-    value = float(text)
+    value = _float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0; got {value}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32 - 1]; got {value}")
     return value
 
 
@@ -643,7 +1244,7 @@ def _add_data_arguments(parser):
                         help="added to the Hessian diagonal (only for ill-posed fits)")
     parser.add_argument("--drop-small-tasks", action="store_true",
                         help="drop tasks with too few rows instead of failing")
-    parser.add_argument("--random-state", type=int, default=0, metavar="SEED",
+    parser.add_argument("--random-state", type=_seed, default=0, metavar="SEED",
                         help="seed of the validation split / folds (default: 0)")
     parser.add_argument("--top", type=int, default=10, metavar="N",
                         help="lines per ranking printed (default: 10)")
@@ -666,6 +1267,9 @@ def build_parser():
         epilog="Sign convention: an effect is V_k(without it) - V_k(with everything), V_k task "
         "k's mean validation loss; positive helps, negative hurts. Exit codes: 0 ok, "
         "1 computation failed, 2 bad usage or input.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     score = commands.add_parser(
@@ -702,7 +1306,7 @@ def build_parser():
                                "synthetic data (no files needed)")
     demo.add_argument("--out", default="mtif_output", metavar="DIR",
                       help="folder for the heatmap (default: mtif_output)")
-    demo.add_argument("--random-state", type=int, default=0, metavar="SEED")
+    demo.add_argument("--random-state", type=_seed, default=0, metavar="SEED")
     return parser
 
 
@@ -734,6 +1338,14 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         print(f"mtif-sklearn: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command in ("score-tasks", "select"):
+        try:
+            import pandas  # noqa: F401 - reading tables needs it; the library does not
+        except ImportError as error:
+            print(f"mtif-sklearn: error: {args.command} reads tables with pandas, which is not "
+                  f"installed ({type(error).__name__}: {error}). Install the command-line "
+                  "extra: pip install \"mtif-sklearn[cli]\"", file=sys.stderr)
+            return EXIT_USAGE
     try:
         if args.command == "demo":
             from ._demo import run_demo

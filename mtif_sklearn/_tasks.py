@@ -5,6 +5,7 @@ MTIFInfluence and the brute-force functions in ``retrain`` agree on them.
 """
 
 import numbers
+import warnings
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field, replace
 from numbers import Real
@@ -124,7 +125,10 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
         # Build an object array first: np.asarray([1, "a"]) would silently turn 1 into "1".
         values = list(labels) if not np.isscalar(labels) else labels
         labels = np.asarray(values)
-        if labels.dtype.kind in "US" and labels.ndim == 1:
+        # np.asarray([True, 0, 1]) is silently [1, 0, 1]: keep booleans beside numbers visible.
+        mixed_bool = labels.dtype.kind in "iuf" and labels.ndim == 1 and any(
+            isinstance(v, bool | np.bool_) for v in values)
+        if (labels.dtype.kind in "US" or mixed_bool) and labels.ndim == 1:
             as_objects = np.empty(len(values), dtype=object)
             as_objects[:] = values
             labels = as_objects
@@ -140,9 +144,18 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
         )
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)):
-            raise ValueError(f"{name} contains NaN or infinite labels; every row needs a task.")
-        if np.all(labels == np.round(labels)):
+            raise ValueError(f"{name} contains missing (NaN, pd.NA) or infinite labels; every "
+                             "row needs a task.")
+        # Integer-valued floats are the int tasks they name, but only inside the int64 range:
+        # 1e20 and 2e20 cast to int64 would both become -2**63 (one task).
+        if np.all(labels == np.round(labels)) and np.all(
+                (labels >= -(2.0**63)) & (labels < 2.0**63)):
             labels = labels.astype(np.int64)
+    elif labels.dtype.kind in "mM":
+        missing = np.flatnonzero(np.isnat(labels))
+        if missing.size:
+            raise ValueError(f"{name} has missing labels (NaT) at rows {missing[:5].tolist()}; "
+                             "every row needs a task.")
     elif labels.dtype == object:
         labels = _normalise_object_labels(labels, name)
     return labels
@@ -154,22 +167,52 @@ def _normalise_object_labels(labels, name):
     Object arrays come from lists, pandas object columns and mixed-type NumPy arrays. Giving them
     the dtype of the equivalent homogeneous array makes ``[0, 1]`` and ``pd.Series([0, 1],
     dtype=object)`` the same tasks, and a mixture of ints and strings a clear error.
+    Missing labels (None, NaN, ``pd.NA``, ``NaT``) are refused as missing, booleans mixed with
+    other labels are refused (``True == 1``: they would silently merge with task 1), and so are
+    labels that NumPy would merge (strings ending in NUL characters, ints beyond int64).
     """
-    missing = [i for i, v in enumerate(labels)
-               if v is None or (isinstance(v, Real) and not np.isfinite(v))]
+    def is_missing(value):
+        if value is None or type(value).__name__ in ("NAType", "NaTType"):
+            return True
+        if isinstance(value, np.datetime64 | np.timedelta64):
+            return bool(np.isnat(value))
+        # Ints are finite (and np.isfinite refuses Python ints beyond int64).
+        return (isinstance(value, Real) and not isinstance(value, numbers.Integral)
+                and not np.isfinite(float(value)))
+
+    missing = [i for i, v in enumerate(labels) if is_missing(v)]
     if missing:
-        raise ValueError(f"{name} has missing labels (None/NaN) at rows {missing[:5]}; "
-                         "every row needs a task.")
+        raise ValueError(f"{name} has missing labels (None/NaN/pd.NA/NaT) at rows "
+                         f"{missing[:5]}; every row needs a task.")
     if labels.size == 0:
         return labels
     if all(isinstance(v, str) for v in labels):
+        with_nul = [v for v in labels if "\x00" in v]
+        if with_nul:
+            raise ValueError(
+                f"{name} has labels containing NUL characters, e.g. {with_nul[0]!r}. NumPy "
+                "string arrays drop trailing NULs, so 'a' and 'a\\x00' would become one task; "
+                "remove the NUL characters from the labels.")
         return labels.astype(str)
+    is_bool = [isinstance(v, bool | np.bool_) for v in labels]
+    if any(is_bool) and not all(is_bool):
+        raise ValueError(
+            f"{name} mixes booleans with other labels ({sorted({type(v).__name__ for v in labels})}"
+            "). Booleans are not valid task labels beside numbers or strings: True == 1 and "
+            "False == 0, so they would merge with tasks 1 and 0. Convert the labels to one "
+            "type, e.g. all strings.")
     if all(isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_)
            for v in labels):
-        return labels.astype(np.int64)
+        try:
+            return labels.astype(np.int64)
+        except OverflowError:
+            raise ValueError(
+                f"{name} has integer labels outside the int64 range (e.g. "
+                f"{max(labels, key=abs)}); pass such ids as strings.") from None
     if all(isinstance(v, Real) and not isinstance(v, bool | np.bool_) for v in labels):
         values = labels.astype(np.float64)
-        if np.all(values == np.round(values)):
+        if np.all(values == np.round(values)) and np.all(
+                (values >= -(2.0**63)) & (values < 2.0**63)):
             return values.astype(np.int64)
         return values
     kinds = sorted({type(v).__name__ for v in labels})
@@ -195,6 +238,10 @@ def unique_tasks(labels):
 def encode_tasks(labels, tasks_, *, unknown="error"):
     """Map task labels to their integer position in the sorted ``tasks_``.
 
+    Labels of another type than ``tasks_`` never match (``"0"`` is not task ``0``). With
+    ``unknown="shared"`` such rows would silently go to the shared model, so when the label
+    types differ (text vs numbers) and most rows match no task, a ``UserWarning`` says so.
+
     Parameters
     ----------
     labels : ndarray of shape (n_samples,)
@@ -211,6 +258,15 @@ def encode_tasks(labels, tasks_, *, unknown="error"):
     labels = np.asarray(labels)
     if labels.size == 0:
         return np.zeros(0, dtype=np.int64)
+
+    def family(array):
+        if array.dtype.kind == "O":
+            kinds = {"text" if isinstance(v, str) else "number" if isinstance(v, Real)
+                     else "other" for v in array[:1000]}
+            return kinds.pop() if len(kinds) == 1 else "mixed"
+        return "text" if array.dtype.kind in "US" else (
+            "number" if array.dtype.kind in "iufb" else "other")
+
     try:
         if labels.dtype != tasks_.dtype and (labels.dtype.kind in "OUS") != (
             tasks_.dtype.kind in "OUS"
@@ -223,13 +279,27 @@ def encode_tasks(labels, tasks_, *, unknown="error"):
     clipped = np.minimum(codes, len(tasks_) - 1)
     known = (codes < len(tasks_)) & (tasks_[clipped] == labels)
     if not np.all(known):
+        label_family, task_family = family(labels), family(tasks_)
+        mismatch = ""
+        if {label_family, task_family} == {"text", "number"}:
+            example = labels[~known][0]
+            example = example.item() if hasattr(example, "item") else example
+            plural = {"text": "strings", "number": "numbers"}
+            mismatch = (f" The labels are {plural[label_family]} but the model's tasks are "
+                        f"{plural[task_family]} ({example!r} is not the task "
+                        f"{tasks_.tolist()[0]!r}): convert the labels to the type used in fit.")
         if unknown == "error":
             unseen = list(dict.fromkeys(labels[~known].tolist()))
             raise ValueError(
                 f"Unknown task label(s) {unseen[:5]}: the model was fitted on tasks "
                 f"{tasks_.tolist()[:10]}{' ...' if len(tasks_) > 10 else ''}. Use a known task, "
                 "or set unknown_task='shared' to predict unseen tasks with the shared model."
+                + mismatch
             )
+        if mismatch and np.mean(~known) >= 0.5:
+            warnings.warn(
+                f"unknown_task='shared': {int(np.sum(~known))} of {labels.size} rows match no "
+                f"task and go to the shared model.{mismatch}", UserWarning, stacklevel=4)
         codes = np.where(known, clipped, -1)
     return codes
 

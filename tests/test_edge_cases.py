@@ -250,3 +250,81 @@ def test_retrain_needs_a_protocol_model():
                                             random_state=0)
     with pytest.raises(TypeError, match="multitask objective protocol"):
         loto_effects(Ridge(), X, y, X, y, tasks=tasks, tasks_val=tasks)
+
+
+# -- task labels that used to merge, slip through or be misreported (issue 18, items 5, 9, 17) --
+def _three_tasks():
+    return make_multitask_regression(n_tasks=3, n_samples_per_task=8, n_features=2,
+                                     random_state=0)
+
+
+def test_shared_unknown_task_warns_when_string_labels_meet_int_tasks():
+    # "0" against a model fitted on 0 used to send every row to the shared model silently.
+    X, y, tasks = _three_tasks()
+    model = MultitaskRidge(unknown_task="shared").fit(X, y, tasks=tasks)
+    with pytest.warns(UserWarning, match=r"24 of 24 rows match no task.*strings but the "
+                                         r"model's tasks are numbers \('0' is not the task 0\)"):
+        shared = model.predict(X, tasks=tasks.astype(str))
+    # The documented behaviour is kept (a warning, not an error): the shared model predicts.
+    np.testing.assert_allclose(shared, X @ model.shared_coef_ + model.shared_intercept_,
+                               atol=1e-12)  # exact linear algebra
+    # A genuinely new task of the same type is what "shared" is for: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(X, tasks=np.full(len(y), 7))
+    # unknown_task="error" names the type mismatch too.
+    with pytest.raises(ValueError, match=r"Unknown task.*strings but the model's tasks are "
+                                         "numbers"):
+        MultitaskRidge().fit(X, y, tasks=tasks).predict(X, tasks=tasks.astype(str))
+
+
+def test_float_labels_beyond_int64_stay_distinct_tasks():
+    X, y, tasks = _three_tasks()
+    labels = np.array([1e20, 2e20, 4e20])[tasks]  # integer-valued, but >= 2**63
+    model = MultitaskRidge().fit(X, y, tasks=labels)
+    # Cast to int64 they all became -2**63: one task. They must stay three.
+    assert model.tasks_.tolist() == [1e20, 2e20, 4e20]
+    as_objects = MultitaskRidge().fit(X, y, tasks=labels.astype(object))
+    assert len(as_objects.tasks_) == 3
+
+
+def test_python_ints_beyond_int64_are_refused_with_advice():
+    X, y, tasks = _three_tasks()
+    labels = [10**20 + int(k) for k in tasks]
+    with pytest.raises(ValueError, match="outside the int64 range.*as strings"):
+        MultitaskRidge().fit(X, y, tasks=labels)
+
+
+def test_string_labels_differing_by_a_nul_character_are_refused_not_merged():
+    X, y, tasks = _three_tasks()
+    labels = ["a" if k == 0 else "a\x00" if k == 1 else "b" for k in tasks]
+    # NumPy's fixed-width strings drop trailing NULs: "a" and "a\x00" became one task.
+    with pytest.raises(ValueError, match="NUL characters"):
+        MultitaskRidge().fit(X, y, tasks=labels)
+
+
+@pytest.mark.parametrize("missing", ["pd.NA", "NaT"])
+def test_pd_na_and_nat_task_labels_are_reported_as_missing(missing):
+    pd = pytest.importorskip("pandas")
+    X, y, tasks = _three_tasks()
+    if missing == "pd.NA":
+        labels = pd.Series([pd.NA, *tasks[1:].tolist()], dtype=object)
+    else:
+        labels = pd.Series([pd.NaT, *(pd.Timestamp(2020 + int(k), 1, 1) for k in tasks[1:])])
+    # pd.NA used to be called "a mix of types" and NaT slipped through as a task.
+    with pytest.raises(ValueError, match=r"missing labels .* at rows \[0\]"):
+        MultitaskRidge().fit(X, y, tasks=labels)
+
+
+@pytest.mark.parametrize("as_series", [False, True])
+def test_a_boolean_among_int_labels_is_refused_naming_booleans(as_series):
+    X, y, tasks = _three_tasks()
+    labels = [True, *tasks[1:].tolist()]  # True == 1: used to merge with task 1 or call 0 unknown
+    if as_series:
+        labels = pytest.importorskip("pandas").Series(labels, dtype=object)
+    with pytest.raises(ValueError, match="Booleans are not valid task labels") as info:
+        MultitaskRidge().fit(X, y, tasks=labels)
+    assert "nknown" not in str(info.value)
+    # All-boolean labels are two consistent tasks.
+    model = MultitaskRidge().fit(X, y, tasks=tasks == 1)
+    assert model.tasks_.tolist() == [False, True]
