@@ -32,6 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mtif_sklearn import MultitaskLogistic, MultitaskRidge
+from mtif_sklearn.utils._testing import DenseLinearObjective
 
 MODELS = [MultitaskRidge, MultitaskLogistic]
 
@@ -66,91 +67,36 @@ def _alpha_vector(alpha, task_labels):
     return np.full(len(task_labels), float(alpha))
 
 
+def _dense(X, y, tasks, *, alpha, shared_alpha, fit_intercept=True, loss="squared_error",
+           sample_weight=None):
+    """The objective written densely from its formula (mtif_sklearn.utils._testing)."""
+    labels = np.unique(tasks)
+    return DenseLinearObjective(X, y, np.searchsorted(labels, tasks), len(labels),
+                                alpha=_alpha_vector(alpha, labels), shared_alpha=shared_alpha,
+                                fit_intercept=fit_intercept, loss=loss,
+                                sample_weight=sample_weight)
+
+
 def _dense_ridge_solution(X, y, tasks, *, alpha, shared_alpha, fit_intercept, sample_weight=None):
-    """Minimiser of the ridge objective from its full dense normal equations.
-
-    Parameters z = [beta_1, ..., beta_K, g], beta_k = (theta_k, b_k), g = (gamma, c). Half the
-    gradient of the objective is A z - r with
-      A[k, k] = X_k^T W_k X_k / n_k + alpha_k I,  A[k, s] = A[s, k] = -alpha_k I,
-      A[s, s] = sum_k alpha_k I + shared_alpha P  (P: 1 on gamma, 0 on c),
-      r_k = X_k^T W_k y_k / n_k,  r_s = 0.
-    """
-    labels = np.unique(tasks)
-    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    Xa = np.hstack([X, np.ones((len(y), 1))]) if fit_intercept else X
-    q, K = Xa.shape[1], len(labels)
-    alphas = _alpha_vector(alpha, labels)
-    P = np.eye(q)
-    if fit_intercept:
-        P[-1, -1] = 0.0
-    A = np.zeros(((K + 1) * q, (K + 1) * q))
-    r = np.zeros((K + 1) * q)
-    s = slice(K * q, (K + 1) * q)
-    for k, label in enumerate(labels):
-        rows = tasks == label
-        n_k = w[rows].sum()
-        blk = slice(k * q, (k + 1) * q)
-        A[blk, blk] = (Xa[rows].T * w[rows]) @ Xa[rows] / n_k + alphas[k] * np.eye(q)
-        A[blk, s] = A[s, blk] = -alphas[k] * np.eye(q)
-        A[s, s] += alphas[k] * np.eye(q)
-        r[blk] = Xa[rows].T @ (w[rows] * y[rows]) / n_k
-    A[s, s] += shared_alpha * P
-    z = np.linalg.solve(A, r)
-    return z[: K * q].reshape(K, q), z[s]
-
-
-def _logistic_objective(z, X, y01, tasks, alphas, shared_alpha, w):
-    """Full logistic objective and gradient; z = [theta_1, b_1, ..., theta_K, b_K, gamma, c]."""
-    labels = np.unique(tasks)
-    K, q = len(labels), X.shape[1] + 1
-    betas, g = z[: K * q].reshape(K, q), z[K * q:]
-    Xa = np.hstack([X, np.ones((len(y01), 1))])
-    value, grad = 0.0, np.zeros_like(z)
-    for k, label in enumerate(labels):
-        rows = tasks == label
-        n_k = w[rows].sum()
-        raw = Xa[rows] @ betas[k]
-        value += np.sum(w[rows] * (np.logaddexp(0.0, raw) - y01[rows] * raw)) / n_k
-        grad[k * q:(k + 1) * q] += Xa[rows].T @ (w[rows] * (expit(raw) - y01[rows])) / n_k
-        diff = betas[k] - g
-        value += alphas[k] * diff @ diff
-        grad[k * q:(k + 1) * q] += 2 * alphas[k] * diff
-        grad[K * q:] -= 2 * alphas[k] * diff
-    value += shared_alpha * g[:-1] @ g[:-1]
-    grad[K * q:-1] += 2 * shared_alpha * g[:-1]
-    return value, grad
-
-
-def _logistic_hessian(z, X, y01, tasks, alphas, shared_alpha, w):
-    """Dense Hessian of :func:`_logistic_objective` (written from the formula)."""
-    labels = np.unique(tasks)
-    K, q = len(labels), X.shape[1] + 1
-    betas = z[: K * q].reshape(K, q)
-    Xa = np.hstack([X, np.ones((len(y01), 1))])
-    H = np.zeros((z.size, z.size))
-    s = slice(K * q, (K + 1) * q)
-    for k, label in enumerate(labels):
-        rows = tasks == label
-        p = expit(Xa[rows] @ betas[k])
-        blk = slice(k * q, (k + 1) * q)
-        H[blk, blk] = (Xa[rows].T * (w[rows] * p * (1 - p))) @ Xa[rows] / w[rows].sum()
-        H[blk, blk] += 2 * alphas[k] * np.eye(q)
-        H[blk, s] = H[s, blk] = -2 * alphas[k] * np.eye(q)
-        H[s, s] += 2 * alphas[k] * np.eye(q)
-    H[K * q:-1, K * q:-1] += 2 * shared_alpha * np.eye(q - 1)
-    return H
+    """Minimiser of the ridge objective from its full dense normal equations."""
+    dense = _dense(X, y, tasks, alpha=alpha, shared_alpha=shared_alpha,
+                   fit_intercept=fit_intercept, sample_weight=sample_weight)
+    z = dense.minimise()
+    K = dense.K
+    return z[: K * dense.q].reshape(K, dense.q), z[K * dense.q:]
 
 
 def _scipy_logistic_solution(X, y01, tasks, *, alpha, shared_alpha, sample_weight=None):
-    labels = np.unique(tasks)
-    w = np.ones(len(y01)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    K, q = len(labels), X.shape[1] + 1
-    args = (X, y01, tasks, _alpha_vector(alpha, labels), shared_alpha, w)
-    result = optimize.minimize(_logistic_objective, np.zeros((K + 1) * q), args=args, jac=True,
-                               hess=_logistic_hessian, method="trust-exact",
-                               options={"gtol": 1e-11, "maxiter": 1000})
+    """Minimiser of the dense logistic objective by scipy's trust-region Newton (an optimiser
+    independent of the package's)."""
+    dense = _dense(X, y01, tasks, alpha=alpha, shared_alpha=shared_alpha, loss="log_loss",
+                   sample_weight=sample_weight)
+    result = optimize.minimize(lambda z: (dense.value(z), dense.gradient(z)),
+                               np.zeros(dense.size), jac=True, hess=dense.hessian,
+                               method="trust-exact", options={"gtol": 1e-11, "maxiter": 1000})
     # The reference itself must be converged, otherwise a mismatch proves nothing.
-    assert np.abs(_logistic_objective(result.x, *args)[1]).max() < 1e-10
+    assert np.abs(dense.gradient(result.x)).max() < 1e-10
+    K, q = dense.K, dense.q
     return result.x[: K * q].reshape(K, q), result.x[K * q:]
 
 

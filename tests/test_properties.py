@@ -10,13 +10,14 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.special import expit
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge  # noqa: E402
+from mtif_sklearn.utils._testing import DenseLinearObjective  # noqa: E402
+from mtif_sklearn.utils._testing import dense_influence as dense_influence_  # noqa: E402
 
 pd = pytest.importorskip("pandas")
 
@@ -25,69 +26,20 @@ FAST = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-# -- an independent dense reference ---------------------------------------------------------
-def dense_problem(X, y, codes, K, alpha, shared_alpha, logistic, coef=None, shared=None,
-                  weight=None):
-    """Dense Hessian (K q + q)^2 and per-row gradients of the objective at (coef, shared).
-
-    Written from the formula sum_k [(1/W_k) sum_i w_i l_i + alpha ||beta_k - g||^2]
-    + shared_alpha ||gamma||^2 (intercept appended, the shared intercept unpenalised).
-    """
-    n, d = X.shape
-    q = d + 1
-    Xa = np.hstack([X, np.ones((n, 1))])
-    weight = np.ones(n) if weight is None else weight
-    W = np.bincount(codes, weights=weight, minlength=K)
-    size = (K + 1) * q
-    coef = np.zeros((K, q)) if coef is None else coef
-    shared = np.zeros(q) if shared is None else shared
-    raw = np.sum(Xa * coef[codes], axis=1)
-    if logistic:
-        prob = expit(raw)
-        first, second = prob - y, prob * (1 - prob)
-    else:
-        first, second = 2 * (raw - y), np.full(n, 2.0)
-    row_w = weight / W[codes]
-    H = np.zeros((size, size))
-    grads = np.zeros((n, size))
-    for i in range(n):
-        b = slice(codes[i] * q, codes[i] * q + q)
-        H[b, b] += row_w[i] * second[i] * np.outer(Xa[i], Xa[i])
-        grads[i, b] = first[i] * Xa[i]
-    s = slice(K * q, size)
-    eye = np.eye(q)
-    for k in range(K):
-        b = slice(k * q, k * q + q)
-        H[b, b] += 2 * alpha * eye
-        H[b, s] -= 2 * alpha * eye
-        H[s, b] -= 2 * alpha * eye
-        H[s, s] += 2 * alpha * eye
-    H[s, s] += 2 * shared_alpha * np.diag(np.r_[np.ones(d), 0.0])
-    return H, grads, row_w, Xa, first
-
-
-def dense_ridge(X, y, codes, K, alpha, shared_alpha, weight=None):
-    """Ridge parameters from the dense normal equations H theta = b."""
-    H, grads, row_w, _, _ = dense_problem(X, y, codes, K, alpha, shared_alpha, False,
-                                          weight=weight)
-    # At theta = 0 the gradient is sum_i row_w_i * (-2 y_i x_i) = -b.
-    rhs = -(grads * row_w[:, None]).sum(axis=0)
-    theta = np.linalg.solve(H, rhs)
-    q = X.shape[1] + 1
-    return theta[:K * q].reshape(K, q), theta[K * q:]
+# -- the independent dense reference (mtif_sklearn.utils._testing) ----------------------------
+def dense_ridge(X, y, codes, K, alpha, shared_alpha):
+    """Ridge parameters from the dense normal equations: (coef (K, q), shared (q,))."""
+    dense = DenseLinearObjective(X, y, codes, K, alpha=alpha, shared_alpha=shared_alpha)
+    z = dense.minimise()
+    return z[:K * dense.q].reshape(K, dense.q), z[K * dense.q:]
 
 
 def dense_influence(model, X, y, codes, X_val, y_val, codes_val, logistic):
     """influence_ (n, K) as v_k^T H^-1 (row weight * row gradient), dense."""
-    K = len(model.tasks_)
-    coef = np.hstack([model.coef_, model.intercept_[:, None]])
-    shared = np.append(model.shared_coef_, model.shared_intercept_)
-    H, grads, row_w, _, _ = dense_problem(X, y, codes, K, model.alpha, model.shared_alpha,
-                                          logistic, coef, shared)
-    _, val_grads, _, _, _ = dense_problem(X_val, y_val, codes_val, K, model.alpha,
-                                          model.shared_alpha, logistic, coef, shared)
-    v = np.stack([val_grads[codes_val == k].mean(axis=0) for k in range(K)])
-    return (grads * row_w[:, None]) @ np.linalg.solve(H, v.T)
+    labels = np.asarray(model.tasks_)
+    train, z = DenseLinearObjective.from_model(model, X, y, labels[codes])
+    val, _ = DenseLinearObjective.from_model(model, X_val, y_val, labels[codes_val])
+    return dense_influence_(train, val, z)[0]
 
 
 # -- strategies -----------------------------------------------------------------------------
@@ -206,15 +158,8 @@ def test_logistic_fit_is_a_stationary_point_of_the_dense_objective(data, kind, d
     before = _snapshot(X_in, y, tasks)
     model = MultitaskLogistic(alpha=1.0, shared_alpha=0.1).fit(X_in, y, tasks=tasks)
     _assert_unchanged(before, _snapshot(X_in, y, tasks))
-    coef = np.hstack([model.coef_, model.intercept_[:, None]])
-    shared = np.append(model.shared_coef_, model.shared_intercept_)
-    _, grads, row_w, _, _ = dense_problem(X64, y.astype(float), codes, K, 1.0, 0.1, True,
-                                          coef, shared)
-    q = coef.shape[1]
-    gradient = (grads * row_w[:, None]).sum(axis=0)
-    tie = 2.0 * (coef - shared)
-    gradient[:K * q] += tie.ravel()
-    gradient[K * q:] += -tie.sum(axis=0) + 2 * 0.1 * np.r_[shared[:-1], 0.0]
+    dense, z = DenseLinearObjective.from_model(model, X64, y, np.asarray(model.tasks_)[codes])
+    gradient = dense.gradient(z)
     # The solver stops at tol=1e-8 on the max-norm of this same gradient.
     assert np.abs(gradient).max() < 1e-7
 

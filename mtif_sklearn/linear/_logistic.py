@@ -10,6 +10,14 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ..utils._docstring import (
+    DECISION_FUNCTION,
+    PREDICT_LABELS,
+    PREDICT_LOG_PROBA,
+    PREDICT_PROBA,
+    SCORE_ACCURACY,
+    doc,
+)
 from ._base import _BaseMultitaskLinear
 
 
@@ -156,91 +164,25 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
         """
         return self._fit(X, y, tasks, sample_weight)
 
+    @doc(DECISION_FUNCTION)
     def decision_function(self, X, tasks=None):
-        """Log-odds of ``classes_[1]`` under each row's task model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-        """
         return self._raw_predict(X, tasks)
 
+    @doc(PREDICT_PROBA)
     def predict_proba(self, X, tasks=None):
-        """Class probabilities under each row's task model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, 2)
-            Columns follow ``classes_``.
-        """
         positive = expit(self.decision_function(X, tasks=tasks))
         return np.column_stack([1.0 - positive, positive])
 
+    @doc(PREDICT_LOG_PROBA)
     def predict_log_proba(self, X, tasks=None):
-        """Logarithm of :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, 2)
-        """
         raw = self.decision_function(X, tasks=tasks)
         return np.column_stack([-np.logaddexp(0.0, raw), -np.logaddexp(0.0, -raw)])
 
+    @doc(PREDICT_LABELS)
     def predict(self, X, tasks=None):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to classify.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
         check_is_fitted(self)
         return self.classes_[(self.decision_function(X, tasks=tasks) > 0).astype(int)]
 
+    @doc(SCORE_ACCURACY)
     def score(self, X, y, tasks=None, sample_weight=None):
-        """Accuracy over all rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Test rows.
-        y : array-like of shape (n_samples,)
-            True labels.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row weights.
-
-        Returns
-        -------
-        score : float
-            Accuracy; see :meth:`score_per_task` for one value per task.
-        """
         return accuracy_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)

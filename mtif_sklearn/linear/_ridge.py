@@ -3,6 +3,7 @@
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 
+from ..utils._docstring import PREDICT, SCORE_R2, doc
 from ._base import _BaseMultitaskLinear
 
 
@@ -115,40 +116,10 @@ class MultitaskRidge(RegressorMixin, _BaseMultitaskLinear):
         """
         return self._fit(X, y, tasks, sample_weight)
 
+    @doc(PREDICT)
     def predict(self, X, tasks=None):
-        """Predict with each row's task model.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to predict.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row; required when the model has more than one task and no
-            ``task_column``.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
         return self._raw_predict(X, tasks)
 
+    @doc(SCORE_R2)
     def score(self, X, y, tasks=None, sample_weight=None):
-        """Coefficient of determination R^2 of the predictions over all rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Test rows.
-        y : array-like of shape (n_samples,)
-            True targets.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row weights.
-
-        Returns
-        -------
-        score : float
-            R^2 over all rows; see :meth:`score_per_task` for one value per task.
-        """
         return r2_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)

@@ -4,10 +4,16 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
 
 from .._tasks import TaskData, check_task_labels, encode_tasks, group_rows_by_task, unique_tasks
 from ._estimator import _TrainingData, resolve_device, train_lbfgs
@@ -42,6 +48,11 @@ def _split_model(model):
                 "the adapter needs the shared parameters to form one module. Pass shared=... "
                 "and heads=... explicitly.")
     return shared, heads
+
+
+def _writeable(X):
+    """X itself, or a copy when it is read-only (torch wants writeable memory)."""
+    return X if X.flags.writeable else X.copy()
 
 
 def _heads_by_label(heads):
@@ -235,16 +246,40 @@ class SharedBottomAdapter(BaseEstimator):
                    unknown="error"):
         """Rows as a :class:`~mtif_sklearn._tasks.TaskData`; the task labels are the heads'."""
         if reset:
-            _, _, self.tasks_ = self._parts()
+            shared, _, self.tasks_ = self._parts()
         else:
             check_is_fitted(self)
-        X = np.asarray(X)
+        if issparse(X):
+            raise TypeError("SharedBottomAdapter does not support sparse input X: the network "
+                            "takes dense tensors. Convert it with .toarray().")
+        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float64,
+                          ensure_all_finite=True)
+        if reset:
+            self._check_network_takes(shared, X)
+        if y is not None:
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"y has {y.shape[0]} rows but X has {X.shape[0]}.")
         codes = self._labels(tasks, X.shape[0])
         weights = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)),
                                        dtype=np.float64, ensure_non_negative=True)
-        recorded = {"n_features_in_": X.shape[1] if X.ndim == 2 else None}
-        return TaskData(X, None if y is None else np.asarray(y, dtype=np.float64), codes,
-                        self.tasks_, weights, recorded if reset else {})
+        recorded = {name: getattr(self, name, None)
+                    for name in ("n_features_in_", "feature_names_in_")}
+        return TaskData(X, y, codes, self.tasks_, weights, recorded if reset else {})
+
+    def _check_network_takes(self, shared, X):
+        """A clear error when the wrapped network cannot take rows shaped like X."""
+        torch = import_torch()
+        first = next(shared.parameters(), None)
+        dtype = first.dtype if first is not None else torch.float64
+        try:
+            with torch.no_grad():
+                shared(torch.tensor(X[:1], dtype=dtype, device=self._device(shared)))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The shared module cannot take rows of X, whose shape is {X.shape} ({exc}). "
+                "Pass X with the columns (and shape) the network was trained on."
+            ) from exc
 
     def _mtif_fit(self, data, *, task_weight_sum=None):
         """Record the tasks and the normalisers n_k (the network is already trained)."""
@@ -320,7 +355,7 @@ class SharedBottomAdapter(BaseEstimator):
         names = self._loss_names()
         functional = FunctionalSharedBottom(
             shared, heads, "all" if view == "training" else self.attribute, device)
-        X_tensor = torch.as_tensor(data.X, dtype=torch.float64, device=device)
+        X_tensor = torch.as_tensor(_writeable(data.X), dtype=torch.float64, device=device)
         Y = self._targets(torch, data.y, functional, X_tensor, names)
         return TorchMultitaskObjective(
             functional, X_tensor, Y, data.codes,
@@ -357,13 +392,12 @@ class SharedBottomAdapter(BaseEstimator):
         -------
         outputs : ndarray of shape (n_samples, n_outputs)
         """
-        check_is_fitted(self)
         torch = import_torch()
+        data = self._mtif_data(X, None, tasks, reset=False)
+        X, codes = data.X, data.codes
         shared, heads, _ = self._parts()
-        X = np.asarray(X)
-        codes = self._labels(tasks, X.shape[0])
         functional = FunctionalSharedBottom(shared, heads, "all", self._device(shared))
-        x = torch.as_tensor(X, dtype=torch.float64, device=functional.device)
+        x = torch.as_tensor(_writeable(X), dtype=torch.float64, device=functional.device)
         out = None
         with torch.no_grad():
             for k, rows in group_rows_by_task(codes):

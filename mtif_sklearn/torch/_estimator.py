@@ -24,6 +24,16 @@ from .._tasks import (
     train_validation_split_by_task,
     validate_task_data,
 )
+from ..utils._docstring import (
+    DECISION_FUNCTION,
+    PREDICT,
+    PREDICT_LABELS,
+    PREDICT_LOG_PROBA,
+    PREDICT_PROBA,
+    SCORE_ACCURACY,
+    SCORE_R2,
+    doc,
+)
 from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
 
 __all__ = ["SharedBottomClassifier", "SharedBottomRegressor"]
@@ -548,40 +558,12 @@ class SharedBottomRegressor(RegressorMixin, _BaseSharedBottom):
     def _encode_targets(self, y, *, reset):
         return np.asarray(y, dtype=np.float64), "squared_error", 1
 
+    @doc(PREDICT)
     def predict(self, X, tasks=None):
-        """Predict with every row's task head.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to predict.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
         return self._raw_outputs(X, tasks)[:, 0]
 
+    @doc(SCORE_R2)
     def score(self, X, y, tasks=None, sample_weight=None):
-        """R^2 over all rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Test rows.
-        y : array-like of shape (n_samples,)
-            True targets.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row weights.
-
-        Returns
-        -------
-        score : float
-        """
         return r2_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)
 
 
@@ -689,55 +671,17 @@ class SharedBottomClassifier(ClassifierMixin, _BaseSharedBottom):
             return index.astype(np.float64), "log_loss", 1
         return np.eye(self.classes_.shape[0])[index], "cross_entropy", self.classes_.shape[0]
 
+    @doc(DECISION_FUNCTION)
     def decision_function(self, X, tasks=None):
-        """Logits of every row's task head.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            Log-odds of ``classes_[1]`` for binary y, else one logit per class.
-        """
         out = self._raw_outputs(X, tasks)
         return out[:, 0] if out.shape[1] == 1 else out
 
+    @doc(PREDICT_PROBA)
     def predict_proba(self, X, tasks=None):
-        """Class probabilities under every row's task head.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Columns follow ``classes_``.
-        """
         return np.exp(self.predict_log_proba(X, tasks=tasks))
 
+    @doc(PREDICT_LOG_PROBA)
     def predict_log_proba(self, X, tasks=None):
-        """Logarithm of :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
         out = self._raw_outputs(X, tasks)
         if out.shape[1] == 1:
             raw = out[:, 0]
@@ -745,40 +689,12 @@ class SharedBottomClassifier(ClassifierMixin, _BaseSharedBottom):
         shifted = out - out.max(axis=1, keepdims=True)
         return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
+    @doc(PREDICT_LABELS)
     def predict(self, X, tasks=None):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to classify.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
         out = self._raw_outputs(X, tasks)
         index = (out[:, 0] > 0).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
         return self.classes_[index]
 
+    @doc(SCORE_ACCURACY)
     def score(self, X, y, tasks=None, sample_weight=None):
-        """Accuracy over all rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Test rows.
-        y : array-like of shape (n_samples,)
-            True labels.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row weights.
-
-        Returns
-        -------
-        score : float
-        """
         return accuracy_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)

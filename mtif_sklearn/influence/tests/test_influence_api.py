@@ -7,47 +7,13 @@ import pytest
 import sklearn
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge
 from mtif_sklearn.datasets import make_multitask_classification, make_multitask_regression
 from mtif_sklearn.influence import factor_arrow
 from mtif_sklearn.influence._effects import perturbation_effects, target_solves
 
-_NEEDS_Y = ("transform(X, y) needs y by design (DESIGN.md section 3): a row's influence is its "
-            "loss gradient pushed through H^-1, so the generic checks that call transform(X) "
-            "cannot apply.")
-_N_TRAIN_ROWS = ("fit_transform returns the (n_train, K) effects of the training rows only "
-                 "(DESIGN.md section 3); validation_fraction of the rows is held out to define "
-                 "V_k, so the output has fewer rows than X.")
-
-
-def _expected_failed_checks(estimator):
-    """Generic checks MTIFInfluence cannot pass, each with the reason."""
-    return {
-        "check_estimators_dtypes": _NEEDS_Y,
-        "check_sample_weight_equivalence_on_dense_data": _NEEDS_Y,
-        "check_dtype_object": _NEEDS_Y,
-        "check_estimators_pickle": _NEEDS_Y + " Pickling is tested below with y.",
-        "check_f_contiguous_array_estimator": _NEEDS_Y,
-        "check_transformer_preserve_dtypes": _NEEDS_Y,
-        "check_methods_sample_order_invariance": _NEEDS_Y,
-        "check_methods_subset_invariance": _NEEDS_Y,
-        "check_dict_unchanged": _NEEDS_Y,
-        "check_fit_idempotent": _NEEDS_Y,
-        "check_fit2d_predict1d": _NEEDS_Y,
-        "check_transformer_general": _N_TRAIN_ROWS,
-        "check_transformer_data_not_an_array": _N_TRAIN_ROWS,
-        "check_fit2d_1sample": ("the error for a one-row task says 'Task 0 has 1 row(s); a "
-                                "validation split needs at least 2 rows per task', naming the "
-                                "task rather than the generic 'n_samples=1' wording."),
-    }
-
-
-@parametrize_with_checks([MTIFInfluence(MultitaskRidge())],
-                         expected_failed_checks=_expected_failed_checks)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
+# scikit-learn's estimator checks of MTIFInfluence run in mtif_sklearn/tests/test_common.py.
 
 
 @pytest.fixture(scope="module")

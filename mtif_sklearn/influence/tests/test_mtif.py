@@ -2,70 +2,20 @@
 
 import numpy as np
 import pytest
-from scipy.special import expit
 from scipy.stats import pearsonr, spearmanr
 from sklearn.frozen import FrozenEstimator
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge
 from mtif_sklearn.datasets import make_multitask_classification, make_multitask_regression
 from mtif_sklearn.retrain import loo_effects, loto_effects
+from mtif_sklearn.utils._testing import DenseLinearObjective, dense_influence
 
 
 def dense_reference(model, X, y, tasks, X_val, y_val, tasks_val, damping=0.0):
-    """Data- and task-level MTIF from the dense Hessian, written from the objective alone.
-
-    Independent of the package's blocks, solver and gradients: it only reads the fitted
-    parameters and rebuilds everything from the formulas of the objective (paper eq. 2, 5, 11).
-    """
-    logistic = hasattr(model, "classes_")
-    labels = list(model.tasks_)
-    K, d = model.coef_.shape
-    q = d + 1
-    shared_slice = slice(K * q, K * q + q)
-    alpha = model.alpha
-    coef = np.hstack([model.coef_, model.intercept_[:, None]])
-    shared = np.append(model.shared_coef_, model.shared_intercept_)
-
-    def derivatives(Xd, yd, td):
-        Xa = np.hstack([Xd, np.ones((len(Xd), 1))])
-        codes = np.array([labels.index(v) for v in td])
-        raw = np.sum(Xa * coef[codes], axis=1)
-        if logistic:
-            prob = expit(raw)
-            target = (np.asarray(yd) == model.classes_[1]).astype(float)
-            return Xa, codes, prob - target, prob * (1 - prob)
-        return Xa, codes, 2 * (raw - yd), np.full(len(yd), 2.0)
-
-    Xa, codes, first, second = derivatives(X, y, tasks)
-    n_k = np.bincount(codes, minlength=K).astype(float)
-    size = K * q + q
-    hessian = np.zeros((size, size))
-    row_grads = np.zeros((len(y), size))
-    for i, k in enumerate(codes):
-        block = slice(k * q, (k + 1) * q)
-        hessian[block, block] += second[i] / n_k[k] * np.outer(Xa[i], Xa[i])
-        row_grads[i, block] = first[i] / n_k[k] * Xa[i]
-    task_grads = np.zeros((K, size))
-    for k in range(K):
-        block = slice(k * q, (k + 1) * q)
-        hessian[block, block] += 2 * alpha * np.eye(q)
-        hessian[block, shared_slice] -= 2 * alpha * np.eye(q)
-        hessian[shared_slice, block] -= 2 * alpha * np.eye(q)
-        hessian[shared_slice, shared_slice] += 2 * alpha * np.eye(q)
-        task_grads[k] = row_grads[codes == k].sum(axis=0)
-        task_grads[k, block] += 2 * alpha * (coef[k] - shared)
-        task_grads[k, shared_slice] -= 2 * alpha * (coef[k] - shared)
-    hessian[shared_slice, shared_slice] += 2 * model.shared_alpha * np.diag(
-        np.r_[np.ones(d), 0.0])
-    hessian += damping * np.eye(size)
-
-    Xva, val_codes, val_first, _ = derivatives(X_val, y_val, tasks_val)
-    val_grads = np.zeros((K, size))
-    for k in range(K):
-        rows = val_codes == k
-        val_grads[k, k * q:(k + 1) * q] = (val_first[rows, None] * Xva[rows]).mean(axis=0)
-    solved = np.linalg.solve(hessian, val_grads.T)  # H^-1 v_k, one column per task
-    return row_grads @ solved, task_grads @ solved
+    """Data- and task-level MTIF from the dense Hessian (the package's one dense reference)."""
+    train, z = DenseLinearObjective.from_model(model, X, y, tasks)
+    val, _ = DenseLinearObjective.from_model(model, X_val, y_val, tasks_val)
+    return dense_influence(train, val, z, damping=damping)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.special import expit
 from scipy.stats import spearmanr
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge
 from mtif_sklearn.datasets import make_multitask_regression
 from mtif_sklearn.retrain import loo_effects, loto_effects
+from mtif_sklearn.utils._testing import DenseLinearObjective, dense_newton_influence
 
 
 def relative_error(estimate, truth):
@@ -59,92 +59,10 @@ def test_ridge_newton_equals_brute_force_refits(config, regression_split):
 
 
 def dense_newton_reference(model, X, y, tasks, Xv, yv, tv, *, damping, steps):
-    """Newton removal effects from dense formulas of the logistic objective (paper eq. 2, 5, 11).
-
-    Independent of the package's blocks and updates: rebuilds gradient and Hessian of the
-    objective without the row / task densely from the fitted parameters. Rows: ``steps`` chord
-    steps with the removed-row Hessian at the full solution; tasks: full Newton steps on the
-    other tasks and the shared block, then the removed head's Newton step against the new
-    shared parameters (the documented scheme).
-    """
-    K, d = model.coef_.shape
-    q = d + 1
-    alpha, lam = model.alpha, model.shared_alpha
-    labels = list(model.tasks_)
-    codes = np.array([labels.index(v) for v in tasks])
-    val_codes = np.array([labels.index(v) for v in tv])
-    Xa = np.hstack([X, np.ones((len(X), 1))])
-    Xva = np.hstack([Xv, np.ones((len(Xv), 1))])
-    target = (np.asarray(y) == model.classes_[1]).astype(float)
-    val_target = (np.asarray(yv) == model.classes_[1]).astype(float)
-    n_k = np.bincount(codes, minlength=K).astype(float)
-    size = K * q + q
-    g = slice(K * q, size)
-    penalty = 2 * lam * np.diag(np.r_[np.ones(d), 0.0])
-    theta = np.concatenate([np.hstack([model.coef_, model.intercept_[:, None]]).ravel(),
-                            np.append(model.shared_coef_, model.shared_intercept_)])
-
-    def blk(k):
-        return slice(k * q, (k + 1) * q)
-
-    def grad_hess(theta, weights, tie):
-        grad, hess = np.zeros(size), np.zeros((size, size))
-        for i in range(len(y)):
-            k = codes[i]
-            prob = expit(Xa[i] @ theta[blk(k)])
-            grad[blk(k)] += weights[i] * (prob - target[i]) * Xa[i]
-            hess[blk(k), blk(k)] += weights[i] * prob * (1 - prob) * np.outer(Xa[i], Xa[i])
-        for k in range(K):
-            if not tie[k]:
-                continue
-            diff = theta[blk(k)] - theta[g]
-            grad[blk(k)] += 2 * alpha * diff
-            grad[g] -= 2 * alpha * diff
-            eye = 2 * alpha * np.eye(q)
-            hess[blk(k), blk(k)] += eye
-            hess[g, g] += eye
-            hess[blk(k), g] -= eye
-            hess[g, blk(k)] -= eye
-        grad[g] += penalty @ theta[g]
-        hess[g, g] += penalty
-        return grad, hess + damping * np.eye(size)
-
-    def val_losses(theta):
-        raw = np.einsum("ij,ij->i", Xva, theta[:K * q].reshape(K, q)[val_codes])
-        losses = np.logaddexp(0, raw) - val_target * raw
-        return np.bincount(val_codes, weights=losses, minlength=K) / np.bincount(val_codes)
-
-    base = val_losses(theta)
-    row_effects = np.zeros((len(y), K))
-    for i in range(len(y)):
-        weights = 1 / n_k[codes]
-        weights[i] = 0.0
-        _, hess = grad_hess(theta, weights, np.ones(K, bool))
-        new = theta.copy()
-        for _ in range(steps):
-            grad, _ = grad_hess(new, weights, np.ones(K, bool))
-            new = new - np.linalg.solve(hess, grad)
-        row_effects[i] = val_losses(new) - base
-    task_effects = np.zeros((K, K))
-    for task in range(K):
-        weights = np.where(codes == task, 0.0, 1 / n_k[codes])
-        tie = np.arange(K) != task
-        free = np.r_[np.flatnonzero(np.repeat(tie, q)), np.arange(K * q, size)]
-        head = blk(task)
-        new = theta.copy()
-        for _ in range(steps):
-            grad, hess = grad_hess(new, weights, tie)
-            new[free] -= np.linalg.solve(hess[np.ix_(free, free)], grad[free])
-            # The head: task `task`'s own term with the new shared parameters held fixed.
-            prob = expit(Xa[codes == task] @ new[head])
-            rows = Xa[codes == task]
-            head_grad = (rows.T @ (prob - target[codes == task]) / n_k[task]
-                         + 2 * alpha * (new[head] - new[g]))
-            head_hess = (rows.T * (prob * (1 - prob) / n_k[task])) @ rows + (
-                2 * alpha + damping) * np.eye(q)
-            new[head] -= np.linalg.solve(head_hess, head_grad)
-        task_effects[task] = val_losses(new) - base
-    return row_effects, task_effects
+    """Newton removal effects from dense formulas (the package's one dense reference)."""
+    train, z = DenseLinearObjective.from_model(model, X, y, tasks)
+    val, _ = DenseLinearObjective.from_model(model, Xv, yv, tv)
+    return dense_newton_influence(train, val, z, damping=damping, steps=steps)
 
 
 @pytest.mark.parametrize(("damping", "steps"), [(0.0, 1), (0.05, 1), (0.0, 2)])

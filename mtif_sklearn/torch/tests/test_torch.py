@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.frozen import FrozenEstimator  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from torch.func import functional_call  # noqa: E402
 
 from mtif_sklearn import MTIFInfluence, NegativeTransferSelector  # noqa: E402
@@ -19,6 +18,7 @@ from mtif_sklearn.datasets import (  # noqa: E402
     make_multitask_classification,
     make_multitask_regression,
 )
+from mtif_sklearn.influence import arrow_to_dense  # noqa: E402
 from mtif_sklearn.retrain import loo_effects, loto_effects  # noqa: E402
 from mtif_sklearn.torch import (  # noqa: E402
     SharedBottomAdapter,
@@ -26,6 +26,7 @@ from mtif_sklearn.torch import (  # noqa: E402
     SharedBottomRegressor,
 )
 from mtif_sklearn.torch._objective import row_loss  # noqa: E402
+from mtif_sklearn.utils._testing import dense_first_order  # noqa: E402
 
 # Tiny float64 networks: torch's intra-op threads only add contention (measured: the suite
 # takes several times longer with the default thread pool on a loaded 2-core machine).
@@ -107,17 +108,6 @@ def _dense_blocks(H, K, q):
             [H[k * q:(k + 1) * q, K * q:] for k in range(K)], H[K * q:, K * q:])
 
 
-def _arrow_to_dense(H_tt, H_ts, H_ss):
-    K, q, p = H_ts.shape
-    D = np.zeros((K * q + p, K * q + p))
-    for k in range(K):
-        D[k * q:(k + 1) * q, k * q:(k + 1) * q] = H_tt[k]
-        D[k * q:(k + 1) * q, K * q:] = H_ts[k]
-        D[K * q:, k * q:(k + 1) * q] = H_ts[k].T
-    D[K * q:, K * q:] = H_ss
-    return D
-
-
 def test_exact_blocks_equal_autograd_hessian(regression):
     X, y, t = regression[:3]
     model = _fit_regressor(regression)
@@ -164,7 +154,7 @@ def test_gauss_newton_blocks_equal_dense_jacobian_product():
         assert np.isclose(onehot[i].sum(), 1)
     GN += model.weight_decay * np.eye(GN.shape[0])
     blocks = _blocks(model, X, y, t)
-    np.testing.assert_allclose(_arrow_to_dense(*blocks), GN, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(arrow_to_dense(*blocks), GN, rtol=0, atol=1e-12)
     # Positive definite by construction (PSD Gauss-Newton + weight_decay * I).
     assert np.linalg.eigvalsh(GN).min() >= model.weight_decay * (1 - 1e-9)
 
@@ -175,7 +165,7 @@ def test_influence_equals_dense_solve(regression, hessian):
     model = _fit_regressor(regression, hessian=hessian)
     dense = _Dense(model, "squared_error")
     blocks = _blocks(model, X, y, t)
-    H = _arrow_to_dense(*blocks)
+    H = arrow_to_dense(*blocks)
     if hessian == "exact":  # the model is converged: the blocks ARE the autograd Hessian
         H_auto = torch.autograd.functional.hessian(lambda u: dense.objective(u, X, y, t),
                                                    dense.u0).numpy()
@@ -189,11 +179,10 @@ def test_influence_equals_dense_solve(regression, hessian):
     weights = 1.0 / np.bincount(codes)[codes]
     G = np.stack([weights[i] * torch.autograd.grad(train_losses[i], u0, retain_graph=True)[0]
                   .numpy() for i in range(len(y))])
-    expected_rows = G @ np.linalg.solve(H, V.T)
     task_grads = np.stack([G[codes == k].sum(axis=0) for k in range(K)])
     for k in range(K):  # each task's term carries its head's weight decay (eq. 11)
         task_grads[k, k * q:(k + 1) * q] += model.weight_decay * dense.u0[k * q:(k + 1) * q].numpy()
-    expected_tasks = task_grads @ np.linalg.solve(H, V.T)
+    expected_rows, expected_tasks = dense_first_order(H, G, task_grads, V)
 
     inf = MTIFInfluence(FrozenEstimator(model)).fit(X, y, tasks=t, X_val=Xv, y_val=yv,
                                                     tasks_val=tv)
@@ -373,18 +362,3 @@ def test_cuda_matches_cpu(regression):
     # float64 on both; different kernels and summation orders move L-BFGS by round-off only.
     for cpu, gpu in zip(results["cpu"], results["cuda"], strict=True):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-6, atol=1e-8)
-
-
-def _expected_failed_checks(estimator):
-    return {}
-
-
-@parametrize_with_checks(
-    [SharedBottomRegressor((4,), max_iter=30, random_state=0),
-     SharedBottomClassifier((4,), max_iter=30, random_state=0)],
-    expected_failed_checks=_expected_failed_checks,
-)
-def test_sklearn_estimator_checks(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)

@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge, NegativeTransferSelector
 from mtif_sklearn.datasets import make_multitask_classification, make_multitask_regression
-from mtif_sklearn.selection import _select_harmful
+from mtif_sklearn.selection._rows import _select_harmful
 
 
 def corrupted_regression(seed=0, n_tasks=10, n_per_task=100, n_features=5, share=0.03):

@@ -24,9 +24,17 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._tasks import encode_tasks, resolve_tasks, task_folds, unique_tasks
-from .backend import to_numpy
-from .influence import MTIFInfluence
+from .._tasks import encode_tasks, resolve_tasks, task_folds, unique_tasks
+from ..backend import to_numpy
+from ..influence import MTIFInfluence
+from ..utils._docstring import (
+    DECISION_FUNCTION,
+    PREDICT,
+    PREDICT_LOG_PROBA,
+    PREDICT_PROBA,
+    SCORE_DELEGATED,
+    doc,
+)
 
 __all__ = ["NegativeTransferSelector"]
 
@@ -598,91 +606,27 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         return target(X, **routed) if y is None else target(X, y, **routed)
 
     @available_if(_estimator_has("predict"))
+    @doc(PREDICT)
     def predict(self, X, tasks=None):
-        """Predict with the refitted estimator.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to predict.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row (unless the estimator has a ``task_column``).
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
         return self._delegate("predict", X, tasks=tasks)
 
     @available_if(_estimator_has("predict_proba"))
+    @doc(PREDICT_PROBA)
     def predict_proba(self, X, tasks=None):
-        """Class probabilities from the refitted classifier.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
         return self._delegate("predict_proba", X, tasks=tasks)
 
     @available_if(_estimator_has("predict_log_proba"))
+    @doc(PREDICT_LOG_PROBA)
     def predict_log_proba(self, X, tasks=None):
-        """Log class probabilities from the refitted classifier.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
         return self._delegate("predict_log_proba", X, tasks=tasks)
 
     @available_if(_estimator_has("decision_function"))
+    @doc(DECISION_FUNCTION)
     def decision_function(self, X, tasks=None):
-        """Decision function of the refitted classifier.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to score.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-        """
         return self._delegate("decision_function", X, tasks=tasks)
 
     @available_if(_estimator_has("score"))
+    @doc(SCORE_DELEGATED)
     def score(self, X, y, tasks=None, sample_weight=None):
-        """Score of the refitted estimator (R^2 for regressors, accuracy for classifiers).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Test rows.
-        y : array-like of shape (n_samples,)
-            True targets.
-        tasks : array-like of shape (n_samples,), default=None
-            Task of every row.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row weights.
-
-        Returns
-        -------
-        score : float
-        """
         return self._delegate("score", X, y, tasks=tasks, sample_weight=sample_weight)
 

@@ -1,0 +1,249 @@
+"""Shared docstring fragments (imbalanced-learn's ``Substitution`` pattern).
+
+A parameter documented in many places is written once here; docstrings hold a placeholder line
+``{name}`` at the indentation where the fragment goes. Only the named placeholders are replaced,
+so literal braces elsewhere (``{"error", "shared"}``) need no escaping.
+"""
+
+import inspect
+
+__all__ = ["DOCS", "Substitution", "doc"]
+
+
+class Substitution:
+    """Replace placeholder lines ``{name}`` of a docstring by shared fragments.
+
+    Parameters
+    ----------
+    **fragments : str
+        Fragment text by placeholder name; continuation lines are indented relative to the
+        first line, which is placed at the placeholder's indentation.
+    """
+
+    def __init__(self, **fragments):
+        self.fragments = fragments
+
+    def __call__(self, obj):
+        """Substitute the placeholders of ``obj.__doc__`` and return ``obj``.
+
+        Parameters
+        ----------
+        obj : function or class
+            Its docstring holds the placeholder lines.
+
+        Returns
+        -------
+        obj : function or class
+            The same object, docstring substituted.
+        """
+        if obj.__doc__:
+            obj.__doc__ = substitute(obj.__doc__, self.fragments)
+        return obj
+
+
+def substitute(text, fragments):
+    """``text`` with every line that is exactly ``{name}`` replaced by its fragment.
+
+    Parameters
+    ----------
+    text : str
+        A docstring.
+    fragments : dict
+        Fragment text by name.
+
+    Returns
+    -------
+    text : str
+    """
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        name = stripped[1:-1] if stripped.startswith("{") and stripped.endswith("}") else None
+        if name in fragments:
+            indent = line[:len(line) - len(line.lstrip())]
+            fragment = inspect.cleandoc(fragments[name])
+            out.extend(indent + part if part else "" for part in fragment.splitlines())
+        else:
+            out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def doc(template, **fragments):
+    """Give a function the docstring ``template`` with ``fragments`` (and :data:`DOCS`)
+    substituted: for methods shared by several estimators (predict, score, ...).
+
+    Parameters
+    ----------
+    template : str
+        The docstring template.
+    **fragments : str
+        Fragments beyond :data:`DOCS`.
+
+    Returns
+    -------
+    decorator : callable
+    """
+    def decorate(func):
+        func.__doc__ = substitute(inspect.cleandoc(template), {**DOCS, **fragments})
+        return func
+
+    return decorate
+
+
+#: Parameter fragments.
+DOCS = {
+    "X_predict": """
+        X : array-like of shape (n_samples, n_features)
+            Rows (with the task column when the model has a ``task_column``).""",
+    "X_fit": """
+        X : array-like of shape (n_samples, n_features)
+            Training rows (with the task column when the model has a ``task_column``).""",
+    "tasks": """
+        tasks : array-like of shape (n_samples,), default=None
+            Task label (int or str) of every row; not needed with a ``task_column`` or when
+            the model has a single task. Scorers drop it (scikit-learn issue 27977): inside
+            a Pipeline or GridSearchCV enable metadata routing, or use ``task_column``.""",
+    "tasks_fit": """
+        tasks : array-like of shape (n_samples,), default=None
+            Task label (int or str) of every row. Without it (and without ``task_column``) all
+            rows form one task.""",
+    "sample_weight": """
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights (w_ki in the objective).""",
+    "sample_weight_score": """
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights of the score.""",
+    "task_column": """
+        task_column : str or int, default=None
+            Column of ``X`` holding the task labels (name for DataFrames, position for
+            arrays). The column is not used as a feature. When None, pass ``tasks=`` to
+            fit/predict/score.""",
+    "unknown_task": """
+        unknown_task : {"error", "shared"}, default="error"
+            At prediction time, a task not seen in fit raises ("error") or is predicted with
+            the shared model ("shared"). Labels are compared by value and type: ``"0"`` is
+            not the task ``0``. With "shared", when most rows match no task and their labels
+            have another type than ``tasks_`` (strings vs numbers), a ``UserWarning`` names
+            the mismatch (the rows still go to the shared model); "error" names it in its
+            message.""",
+    "random_state": """
+        random_state : int, RandomState instance or None, default=None
+            Seed of the random choices (folds, splits, initialisation); an int makes fits
+            reproducible.""",
+    "n_jobs": """
+        n_jobs : int, default=None
+            Parallel jobs through joblib (None: 1 unless in a ``joblib.parallel_config``).""",
+    "verbose": """
+        verbose : int, default=0
+            Progress output when > 0 (a tqdm bar when tqdm is installed).""",
+}
+
+PREDICT = """Predict with each row's task model.
+
+Parameters
+----------
+{X_predict}
+{tasks}
+
+Returns
+-------
+y_pred : ndarray of shape (n_samples,)
+"""
+
+PREDICT_LABELS = """Predict class labels with each row's task model.
+
+Parameters
+----------
+{X_predict}
+{tasks}
+
+Returns
+-------
+labels : ndarray of shape (n_samples,)
+"""
+
+PREDICT_PROBA = """Class probabilities under each row's task model.
+
+Parameters
+----------
+{X_predict}
+{tasks}
+
+Returns
+-------
+proba : ndarray of shape (n_samples, n_classes)
+    Columns follow ``classes_``.
+"""
+
+PREDICT_LOG_PROBA = """Logarithm of the class probabilities under each row's task model.
+
+Parameters
+----------
+{X_predict}
+{tasks}
+
+Returns
+-------
+log_proba : ndarray of shape (n_samples, n_classes)
+    Columns follow ``classes_``.
+"""
+
+DECISION_FUNCTION = """Decision function (log-odds or logits) of each row's task model.
+
+Parameters
+----------
+{X_predict}
+{tasks}
+
+Returns
+-------
+scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+    Log-odds of ``classes_[1]`` for two classes, one logit per class otherwise.
+"""
+
+SCORE_R2 = """Coefficient of determination R^2 of the predictions over all rows.
+
+Parameters
+----------
+{X_predict}
+y : array-like of shape (n_samples,)
+    True targets.
+{tasks}
+{sample_weight_score}
+
+Returns
+-------
+score : float
+    R^2 over all rows.
+"""
+
+SCORE_ACCURACY = """Accuracy of the predictions over all rows.
+
+Parameters
+----------
+{X_predict}
+y : array-like of shape (n_samples,)
+    True labels.
+{tasks}
+{sample_weight_score}
+
+Returns
+-------
+score : float
+    Accuracy over all rows.
+"""
+
+SCORE_DELEGATED = """Score of the fitted model (R^2 for regressors, accuracy for classifiers).
+
+Parameters
+----------
+{X_predict}
+y : array-like of shape (n_samples,)
+    True targets.
+{tasks}
+{sample_weight_score}
+
+Returns
+-------
+score : float
+"""
