@@ -21,6 +21,7 @@ __all__ = [
     "encode_tasks",
     "group_rows_by_task",
     "split_task_column",
+    "target_task_codes",
     "task_folds",
     "prediction_task_codes",
     "train_validation_split_by_task",
@@ -545,6 +546,38 @@ def fit_task_codes(labels, n_samples):
         labels = np.zeros(n_samples, dtype=np.int64)
     task_labels = unique_tasks(labels)
     return task_labels, encode_tasks(labels, task_labels)
+
+
+def target_task_codes(target_tasks, task_labels):
+    """Codes (sorted, unique) of ``target_tasks`` among ``task_labels`` (None: every task).
+
+    Parameters
+    ----------
+    target_tasks : label, array-like of labels or None
+        Task labels.
+    task_labels : ndarray of shape (n_tasks,)
+        The model's sorted task labels.
+
+    Returns
+    -------
+    codes : ndarray of int
+    """
+    if target_tasks is None:
+        return np.arange(len(task_labels))
+    targets = ([target_tasks] if isinstance(target_tasks, str | numbers.Integral)
+               else list(target_tasks))
+    # NumPy scalars compare like their Python values; list(...) keeps mixed types apart.
+    targets = [t.item() if isinstance(t, np.generic) else t for t in targets]
+    if not targets:
+        raise ValueError("target_tasks is empty; pass at least one task, or None for all.")
+    known = np.asarray(task_labels).tolist()
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        raise ValueError(
+            f"target_tasks has unknown task(s) {unknown[:5]}; the tasks seen in fit are "
+            f"{known[:10]}{' ...' if len(known) > 10 else ''}."
+        )
+    return np.unique([known.index(t) for t in targets])
 
 
 def task_folds(codes, task_names, cv, *, validation_fraction=0.2, random_state=None):

@@ -14,7 +14,10 @@ shared part of H^-1 v_k. The second term is the between-task (shared) path of Pr
 Every function runs unchanged on any backend of :class:`~mtif_sklearn.backend.ArrayBackend`.
 """
 
+import numpy as np
+
 from .._arrow import solve_schur, solve_task_blocks
+from ..backend import to_numpy
 
 __all__ = ["perturbation_effects", "reduced_gradients", "solve_rows_by_task", "target_solves"]
 
@@ -61,7 +64,7 @@ def reduced_gradients(factor, codes, grad_task, grad_shared):
 
 
 def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
-                         return_reduced=False, out=None):
+                         return_reduced=False, out=None, columns=None):
     """Effects on every task's validation loss of removing terms with the given gradients.
 
     Parameters
@@ -79,22 +82,35 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
         Also return the reduced gradients (m, p).
     out : array of shape (m, K), optional
         Write the effects into this array (no temporary, no copy).
+    columns : array of int, optional
+        Only the effects on these tasks (in this order): (m, len(columns)).
 
     Returns
     -------
-    effects : array of shape (m, K)
+    effects : array of shape (m, K) or (m, len(columns))
     """
-    xp = factor.xp
+    xp, backend = factor.xp, factor.backend
     reduced = reduced_gradients(factor, codes, grad_task, grad_shared)
+    if columns is not None:
+        x_shared = x_shared[:, backend.asarray(np.asarray(columns))]
     if out is not None:
         xp.matmul(reduced, x_shared, out=out)
         effects = out
     else:
         effects = xp.matmul(reduced, x_shared)
     # Within-task path: only column codes[i] of row i (Proposition 1, first term).
-    codes = factor.backend.asarray(codes)
-    within = xp.sum(grad_task * z[codes], axis=1)
-    effects[xp.arange(effects.shape[0]), codes] += within
+    codes = np.asarray(to_numpy(codes))
+    rows = np.arange(len(codes))
+    if columns is None:
+        column = codes
+    else:
+        column_of = np.full(z.shape[0], -1)
+        column_of[np.asarray(columns)] = np.arange(len(columns))
+        column = column_of[codes]
+        rows, column, codes = rows[column >= 0], column[column >= 0], codes[column >= 0]
+    rows, column, codes = (backend.asarray(a) for a in (rows, column, codes))
+    within = xp.sum(grad_task[rows] * z[codes], axis=1)
+    effects[rows, column] += within
     if return_reduced:
         return effects, reduced
     return effects

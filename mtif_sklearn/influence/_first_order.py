@@ -23,6 +23,8 @@ class FirstOrder(RemovalStrategy):
         super().__init__(problem)
         self._lock = threading.Lock()
         self._eval_cache = None
+        self._score_cache = {}
+        self._task_gradient_cache = None
 
     def __getstate__(self):  # a lock does not pickle; the cache is rebuilt on use
         return {"problem": self.problem}
@@ -39,7 +41,7 @@ class FirstOrder(RemovalStrategy):
         per_row = q + p + self.problem.n_tasks + (0 if backend.is_numpy else q * p)
         return max(1, CHUNK_NUMBERS // per_row)
 
-    def row_effects(self, objective, rows, weights, out=None):
+    def row_effects(self, objective, rows, weights, out=None, columns=None):
         problem, backend = self.problem, self.problem.backend
         grad_task, grad_shared = objective.row_gradients(problem.params, rows)
         weights = np.asarray(weights)[:, None]
@@ -47,15 +49,56 @@ class FirstOrder(RemovalStrategy):
             problem.factor, problem.z, problem.x_shared, objective.codes[rows],
             backend.asarray(grad_task * weights),
             None if grad_shared is None else backend.asarray(grad_shared * weights),
-            out=out if backend.is_numpy else None)
+            out=out if backend.is_numpy else None, columns=columns)
 
-    def task_effects(self, tasks):
+    def row_scores(self, objective, rows, weights, task_weights):
+        """``sum_k c_k effect_k`` in O(q + p) per row, never forming the (rows, K) effects.
+
+        With c the task weights, v = X_shared c (p,) and u_l = c_l z_l - W_l v (q,) per task,
+        the weighted sum of effect_k = [k == l] z_k . g^t + x_k . (g^s - W_l^T g^t) is
+        ``g^t . u_l + g^s . v`` (the arrow algebra of Proposition 1, summed first).
+        """
+        u, v = self._score_vectors(task_weights)
+        problem = self.problem
+        grad_task, grad_shared = objective.row_gradients(problem.params, rows)
+        weights = np.asarray(weights)
+        scores = np.einsum("mq,mq->m", grad_task, u[objective.codes[rows]])
+        if grad_shared is not None:
+            scores = scores + grad_shared @ v
+        return weights * scores
+
+    def _score_vectors(self, task_weights):
+        """(u (K, q), v (p,)) of :meth:`row_scores` for these task weights (NumPy)."""
+        from ..backend import to_numpy
+
+        problem = self.problem
+        key = np.asarray(task_weights, dtype=np.float64).tobytes()
+        with self._lock:
+            cached = self._score_cache.get(key)
+            if cached is None:
+                xp, factor = problem.backend.xp, problem.factor
+                c = problem.backend.asarray(np.asarray(task_weights, dtype=np.float64))
+                v = xp.matmul(problem.x_shared, c)
+                u = c[:, None] * problem.z - xp.matmul(factor.coupling_solved, v)
+                cached = self._score_cache[key] = (np.asarray(to_numpy(u)),
+                                                   np.asarray(to_numpy(v)))
+        return cached
+
+    def _task_gradients(self):
+        with self._lock:
+            if self._task_gradient_cache is None:
+                problem = self.problem
+                self._task_gradient_cache = problem.train.task_gradients(problem.params)
+        return self._task_gradient_cache
+
+    def task_effects(self, tasks, columns=None):
         problem, backend = self.problem, self.problem.backend
-        task_grad, task_shared = problem.train.task_gradients(problem.params)
+        task_grad, task_shared = self._task_gradients()
         tasks = np.asarray(tasks)
         return perturbation_effects(
             problem.factor, problem.z, problem.x_shared, tasks, backend.asarray(task_grad[tasks]),
-            None if task_shared is None else backend.asarray(task_shared[tasks]))
+            None if task_shared is None else backend.asarray(task_shared[tasks]),
+            columns=columns)
 
     def sample_effects(self, evaluation, rows):
         problem, backend = self.problem, self.problem.backend

@@ -11,13 +11,20 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._tasks import task_folds
+from .._tasks import target_task_codes, task_folds
 from ..backend import resolve_backend, to_numpy
 from ..base import require_capability
 from ._first_order import FirstOrder
 from ._newton import Newton
 from ._problem import STATIONARITY_TOL, InfluenceProblem
 from ._strategy import map_chunks
+from ._summaries import (
+    INFLUENCE_MEMORY_BUDGET,
+    RowSource,
+    map_row_chunks,
+    merge_most_negative,
+    most_negative,
+)
 
 __all__ = ["MTIFInfluence"]
 
@@ -140,6 +147,11 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         task needs at least ``n`` rows); a splitter or an iterable of (train, validation) index
         pairs: ``split(X, task_codes)`` is called, so stratified splitters stratify by task.
         Every fold must train on every task. ``cv`` together with ``X_val`` is an error.
+    store_influence : {"auto", True, False}, default="auto"
+        Whether to keep ``influence_`` (n_train x K numbers) after fit. "auto": while it takes
+        at most 1 GiB (``INFLUENCE_MEMORY_BUDGET``), and the same rule for
+        ``task_influence_`` (K x K, times the folds). Summaries (:meth:`row_scores`,
+        :meth:`harmful_rows`) never need it: they are computed from the factor in O(n p).
     batch_size : int, default=None
         Rows per chunk when computing data-level effects (bounded memory). None picks chunks
         of about 2**22 numbers (32 MiB) of per-row gradients and effects.
@@ -224,6 +236,7 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         "method": [StrOptions({"first_order", "newton"})],
         "newton_steps": [Interval(Integral, 1, None, closed="left")],
         "cv": [Interval(Integral, 2, None, closed="left"), "cv_object", None],
+        "store_influence": [StrOptions({"auto"}), "boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -231,8 +244,8 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     }
 
     def __init__(self, estimator, *, validation_fraction=0.2, damping=0.0, backend="auto",
-                 method="first_order", newton_steps=1, cv=None, batch_size=None, n_jobs=None,
-                 random_state=None, verbose=0):
+                 method="first_order", newton_steps=1, cv=None, store_influence="auto",
+                 batch_size=None, n_jobs=None, random_state=None, verbose=0):
         self.estimator = estimator
         self.validation_fraction = validation_fraction
         self.damping = damping
@@ -240,6 +253,7 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         self.method = method
         self.newton_steps = newton_steps
         self.cv = cv
+        self.store_influence = store_influence
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -351,40 +365,40 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
 
     def _set_fitted_state(self, template, data, splits, frozen, backend):
         n_tasks = splits[0].problem.n_tasks
-
-        def training_rows(split):
-            train = split.problem.train
-            return self._row_effects(split, train, train.row_weights, backend)
-
-        if self.cv is None:
-            influence = training_rows(splits[0])
-        else:
-            influence = self._average_rows(splits, data.n_samples, training_rows)
-        task_matrices = np.stack([split.problem.finish(
-            split.strategy.task_effects(np.arange(n_tasks)),
-            allow_nan=split.strategy.allows_nan) for split in splits])
+        n_rows = splits[0].train_rows.size if self.cv is None else data.n_samples
+        store = (self.store_influence is True or self.store_influence == "auto"
+                 and n_rows * n_tasks * 8 <= INFLUENCE_MEMORY_BUDGET)
+        store_tasks = (self.store_influence is True or n_tasks * n_tasks * 8 * (len(splits) + 2)
+                       <= INFLUENCE_MEMORY_BUDGET)
+        sources = self._training_sources(splits)
+        influence = self._effects_matrix(sources, n_rows, n_tasks) if store else None
+        task_matrices = (np.stack([split.problem.finish(
+            split.strategy.task_effects(np.arange(n_tasks)), allow_nan=split.strategy.allows_nan)
+            for split in splits]) if store_tasks else None)
         estimator = (self.estimator if frozen else splits[0].problem.model
                      if self.cv is None else clone(self.estimator)._mtif_fit(data))
         self._backend_name = backend.name
         self._return_xp = self.backend == "auto" and not backend.is_numpy
         self._splits, self._index, self._n_samples = splits, data.index, data.n_samples
+        self._influence = influence
         self.estimator_ = estimator
         self.tasks_ = np.asarray(data.task_labels)
         self.schur_condition_ = max(split.problem.schur_condition for split in splits)
-        self.influence_ = influence
-        for name in ("task_influence_se_", "fold_task_influence_", "folds_"):
+        for name in ("task_influence_", "task_influence_se_", "fold_task_influence_", "folds_"):
             self.__dict__.pop(name, None)
         if self.cv is None:
             self.train_indices_, self.val_indices_ = splits[0].train_rows, splits[0].val_rows
-            self.task_influence_ = task_matrices[0]
             self.validation_loss_ = splits[0].problem.validation_loss
+            if task_matrices is not None:
+                self.task_influence_ = task_matrices[0]
             return
         self.train_indices_, self.val_indices_ = np.arange(data.n_samples), None
         self.folds_ = [(split.train_rows, split.val_rows) for split in splits]
-        self.fold_task_influence_ = task_matrices
-        self.task_influence_ = task_matrices.mean(axis=0)
-        self.task_influence_se_ = task_matrices.std(axis=0, ddof=1) / np.sqrt(len(splits))
         self.validation_loss_ = self._out_of_fold_loss(splits, data, n_tasks)
+        if task_matrices is not None:
+            self.fold_task_influence_ = task_matrices
+            self.task_influence_ = task_matrices.mean(axis=0)
+            self.task_influence_se_ = task_matrices.std(axis=0, ddof=1) / np.sqrt(len(splits))
 
     @staticmethod
     def _out_of_fold_loss(splits, data, n_tasks):
@@ -396,38 +410,46 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         with np.errstate(invalid="ignore", divide="ignore"):
             return total / rows
 
-    # -- the chunked row map -----------------------------------------------------------------
-    def _row_effects(self, split, objective, weights, backend):
-        """Effects (m, K) of removing every row of ``objective`` in one split, chunked."""
-        strategy = split.strategy
-        effects = np.empty((len(objective.codes), split.problem.n_tasks))
+    # -- the chunked row maps ------------------------------------------------------------------
+    def _training_sources(self, splits):
+        """The training rows of every split, by output row (train positions without cv)."""
+        return [RowSource(split, split.problem.train, split.problem.train.row_weights,
+                          np.arange(split.train_rows.size) if self.cv is None
+                          else split.train_rows) for split in splits]
 
-        def chunk(rows):  # each chunk fills its own rows of ``effects``
-            part = strategy.row_effects(objective, rows, weights[rows],
-                                        out=effects[rows] if backend.is_numpy else None)
-            if not backend.is_numpy:
-                effects[rows] = to_numpy(part)
+    def _row_map(self, sources, n_out, compute, reduce, per_row=None, desc=None):
+        """:func:`map_row_chunks` with this estimator's chunking, threads and progress."""
+        strategy = sources[0].split.strategy
+        size = self.batch_size or strategy.row_chunk_size(per_row)
+        n_jobs = self.n_jobs if sources[0].split.problem.backend.is_numpy else 1
+        return map_row_chunks(sources, n_out, size, compute, reduce, n_jobs=n_jobs,
+                              verbose=self.verbose, desc=desc)
 
-        size = self.batch_size or strategy.row_chunk_size()
-        map_chunks(chunk, len(objective.codes), size,
-                   n_jobs=self.n_jobs if backend.is_numpy else 1, verbose=self.verbose,
-                   desc="MTIF row effects")
-        return split.problem.finish(effects, allow_nan=strategy.allows_nan)
+    def _effects_matrix(self, sources, n_out, n_tasks):
+        """Effects (n_out, K) of removing every row of the sources, averaged over them."""
+        effects = np.empty((n_out, n_tasks))
+        if len(sources) == 1:  # one split: the GEMM writes straight into the output
+            source = sources[0]
+            strategy, backend = source.split.strategy, source.split.problem.backend
 
-    @staticmethod
-    def _average_rows(splits, n_rows, effects_of):
-        """Average each row's effects over the splits whose model it trained (NaN: never)."""
-        sums = counts = None
-        for split in splits:
-            effects = effects_of(split)
-            if sums is None:
-                sums = np.zeros((n_rows, effects.shape[1]))
-                counts = np.zeros((n_rows, effects.shape[1]))
-            known = np.isfinite(effects)
-            sums[split.train_rows] += np.where(known, effects, 0.0)
-            counts[split.train_rows] += known
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, sums / counts, np.nan)
+            def chunk(rows):  # output rows are the objective's rows here
+                part = strategy.row_effects(source.objective, rows, source.weights[rows],
+                                            out=effects[rows] if backend.is_numpy else None)
+                if not backend.is_numpy:
+                    effects[rows] = to_numpy(part)
+
+            map_chunks(chunk, n_out, self.batch_size or strategy.row_chunk_size(),
+                       n_jobs=self.n_jobs if backend.is_numpy else 1, verbose=self.verbose,
+                       desc="MTIF row effects")
+            return source.split.problem.finish(effects, allow_nan=strategy.allows_nan)
+
+        def reduce(rows, mean):
+            effects[rows] = mean
+
+        self._row_map(sources, n_out, lambda src, local: src.split.problem.finish(
+            src.split.strategy.row_effects(src.objective, local, src.weights[local]),
+            allow_nan=src.split.strategy.allows_nan), reduce, desc="MTIF row effects")
+        return effects
 
     # -- outputs -----------------------------------------------------------------------------
     def set_output(self, *, transform=None):
@@ -473,6 +495,22 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         """Index of output rows: the input DataFrame's index, else the row positions in X."""
         return rows if self._index is None else self._index[rows]
 
+    @property
+    def influence_(self):
+        """ndarray of shape (n_train, n_tasks): the data-level effects (see the class
+        docstring); not stored when larger than the ``store_influence`` budget."""
+        if "_influence" not in self.__dict__:
+            raise AttributeError("influence_ exists only after fit.")
+        if self._influence is None:
+            n_rows = self.train_indices_.size
+            raise AttributeError(
+                f"influence_ was not stored: {n_rows} rows x {len(self.tasks_)} tasks take "
+                f"{n_rows * len(self.tasks_) * 8 / 2**30:.3g} GiB, more than the "
+                f"store_influence='auto' budget of {INFLUENCE_MEMORY_BUDGET / 2**30:g} GiB. Use "
+                "row_scores() or harmful_rows() (they never form it), fit_transform() to get it "
+                "once, or store_influence=True.")
+        return self._influence
+
     def fit_transform(self, X, y, tasks=None, sample_weight=None, X_val=None, y_val=None,
                       tasks_val=None):
         """Fit and return the data-level effects of the training rows.
@@ -486,11 +524,16 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         -------
         influence : ndarray or DataFrame of shape (n_train, n_tasks)
             ``influence_``: rows are ``X``'s rows at ``train_indices_`` (every row with
-            ``cv``), columns ``tasks_``.
+            ``cv``), columns ``tasks_``. Computed even when too large to keep as
+            ``influence_`` (``store_influence``).
         """
         self.fit(X, y, tasks=tasks, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
                  tasks_val=tasks_val)
-        return self._wrap(self.influence_, index=self._row_index(self.train_indices_))
+        effects = self._influence
+        if effects is None:
+            effects = self._effects_matrix(self._training_sources(self._splits),
+                                           self.train_indices_.size, len(self.tasks_))
+        return self._wrap(effects, index=self._row_index(self.train_indices_))
 
     def _objective_of(self, split, X, y, tasks):
         model = split.problem.model
@@ -514,21 +557,20 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         effects : ndarray or DataFrame of shape (n_samples, n_tasks)
             With ``cv``: averaged over the fold models.
         """
-        check_is_fitted(self, "influence_")
+        check_is_fitted(self, "tasks_")
         X = _host_input(X)
         _check_dense(X, "X")
         validate_data(self, X, skip_check_array=True, reset=False)
         if y is None:
             raise ValueError("MTIFInfluence.transform requires y: a row's influence depends on "
                              "its loss gradient. Call transform(X, y, tasks=...).")
-        from ..backend import ArrayBackend
-
-        backend = ArrayBackend(self._backend_name)
-        parts = []
+        sources = []
         for split in self._splits:
             objective = self._objective_of(split, X, y, tasks)
-            parts.append(self._row_effects(split, objective, objective.row_weights, backend))
-        return self._wrap(np.mean(parts, axis=0), index=getattr(X, "index", None))
+            sources.append(RowSource(split, objective, objective.row_weights,
+                                     np.arange(len(objective.codes))))
+        effects = self._effects_matrix(sources, len(sources[0].out_rows), len(self.tasks_))
+        return self._wrap(effects, index=getattr(X, "index", None))
 
     def sample_influence(self, X_eval, y_eval, tasks=None):
         """Effect of every training row on the loss of every evaluation row (paper Figure 1).
@@ -549,25 +591,114 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
             (positive: row i helps row e), estimated by ``method``; with ``cv`` averaged over
             the folds where row i was trained.
         """
-        check_is_fitted(self, "influence_")
+        check_is_fitted(self, "tasks_")
         X_eval, y_eval = _host_input(X_eval), _host_input(y_eval)
+        evaluation = {id(split): self._objective_of(split, X_eval, y_eval, tasks)
+                      for split in self._splits}
+        n_eval = len(next(iter(evaluation.values())).codes)
+        effects = np.full((self.train_indices_.size, n_eval), np.nan)
 
-        def effects_of(split):
-            evaluation = self._objective_of(split, X_eval, y_eval, tasks)
-            n_train = len(split.problem.train.codes)
-            size = self.batch_size or split.strategy.row_chunk_size(len(evaluation.codes))
-            parts = map_chunks(lambda rows: to_numpy(split.strategy.sample_effects(
-                evaluation, rows)), n_train, size, verbose=self.verbose,
-                desc="MTIF sample effects")
-            return (np.concatenate(parts) if parts
-                    else np.empty((0, len(evaluation.codes))))
+        def reduce(rows, mean):
+            if mean is not None:
+                effects[rows] = mean
 
-        if self.cv is None:
-            effects = effects_of(self._splits[0])
-        else:
-            effects = self._average_rows(self._splits, self._n_samples, effects_of)
-        columns = np.asarray([f"eval{i}" for i in range(effects.shape[1])], dtype=object)
+        self._row_map(self._training_sources(self._splits), self.train_indices_.size,
+                      lambda src, local: to_numpy(src.split.strategy.sample_effects(
+                          evaluation[id(src.split)], local)), reduce, per_row=n_eval,
+                      desc="MTIF sample effects")
+        columns = np.asarray([f"eval{i}" for i in range(n_eval)], dtype=object)
         return self._wrap(effects, index=self._row_index(self.train_indices_), columns=columns)
+
+    # -- summaries without the n x K matrix ---------------------------------------------------
+    def _task_weights(self, split, targets, task_weights):
+        """Weights c_k of the target tasks in one split (0 elsewhere and without validation)."""
+        counts = np.bincount(split.problem.val.codes, minlength=len(self.tasks_))
+        weights = np.zeros(len(self.tasks_))
+        weights[targets] = counts[targets] if task_weights == "size" else counts[targets] > 0
+        if task_weights == "size" and weights.sum() > 0:
+            weights /= weights.sum()
+        return weights
+
+    def row_scores(self, target_tasks=None, task_weights="size"):
+        """Each training row's summed effect on the target tasks' validation loss, in O(n p).
+
+        ``score_i = sum_k c_k influence_[i, k]`` over the target tasks, computed from the
+        factor without forming ``influence_`` (first order: ``g_i . u_task(i)``, one product
+        per row; Newton: in chunks). Negative: removing the row is predicted to lower the
+        targets' (weighted) validation loss.
+
+        Parameters
+        ----------
+        target_tasks : label or array-like of labels, default=None
+            Tasks whose validation loss counts (None: all).
+        task_weights : {"size", "equal"}, default="size"
+            "size": c_k = task k's share of the targets' validation rows (the score is the
+            effect on the pooled validation loss); "equal": c_k = 1 (the sum of per-task mean
+            losses; small tasks count as much as large ones).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_train,)
+            One score per row of ``influence_`` (``X``'s rows at ``train_indices_``; every row
+            with ``cv``, averaged over the folds in which it was trained).
+        """
+        check_is_fitted(self, "tasks_")
+        targets = self._targets(target_tasks, task_weights)
+        weights = {id(split): self._task_weights(split, targets, task_weights)
+                   for split in self._splits}
+        scores = np.full(self.train_indices_.size, np.nan)
+
+        def reduce(rows, mean):
+            if mean is not None:
+                scores[rows] = mean[:, 0]
+
+        self._row_map(self._training_sources(self._splits), self.train_indices_.size,
+                      lambda src, local: src.split.strategy.row_scores(
+                          src.objective, local, src.weights[local], weights[id(src.split)])[
+                          :, None], reduce, desc="MTIF row scores")
+        return scores
+
+    def harmful_rows(self, n_rows=10, target_tasks=None):
+        """The rows that hurt each target task most (most negative effects), streamed.
+
+        Parameters
+        ----------
+        n_rows : int, default=10
+            Rows per task at most (only rows with a negative effect are listed).
+        target_tasks : label or array-like of labels, default=None
+            Tasks to list harmful rows for (None: all).
+
+        Returns
+        -------
+        harmful : dict
+            ``{task label: (rows, effects)}``: row indices into ``X`` and their effects on the
+            task, most harmful first (at most ``n_rows``; fewer when fewer rows hurt it).
+        """
+        check_is_fitted(self, "tasks_")
+        targets = self._targets(target_tasks)
+        n_out = self.train_indices_.size
+
+        def compute(source, local):
+            return source.split.problem.finish(source.split.strategy.row_effects(
+                source.objective, local, source.weights[local], columns=targets),
+                allow_nan=True, columns=targets)
+
+        parts = self._row_map(self._training_sources(self._splits), n_out, compute,
+                              lambda rows, mean: most_negative(
+                                  np.full((rows.size, targets.size), np.nan) if mean is None
+                                  else mean, rows, n_rows), desc="MTIF harmful rows")
+        rows, effects = merge_most_negative(parts, n_rows)
+        found = {}
+        for column, task in enumerate(targets):
+            keep = rows[column] >= 0
+            found[self.tasks_[task].item()] = (self.train_indices_[rows[column, keep]],
+                                               effects[column, keep])
+        return found
+
+    def _targets(self, target_tasks, task_weights="size"):
+        if task_weights not in ("size", "equal"):
+            raise ValueError(f"task_weights must be 'size' or 'equal'; got {task_weights!r}.")
+        return target_task_codes(target_tasks, self.tasks_)
 
     def get_feature_names_out(self, input_features=None):
         """Output column names: one per task, ``tasks_`` as strings.

@@ -48,7 +48,13 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from .._arrow import arrow_solve, factor_arrow, solve_schur, solve_task_blocks
+from .._arrow import (
+    NotPositiveDefiniteError,
+    arrow_solve,
+    factor_arrow,
+    solve_schur,
+    solve_task_blocks,
+)
 from .._tasks import group_rows_by_task
 from ..base import Params
 from ._effects import reduced_gradients, solve_rows_by_task
@@ -130,16 +136,19 @@ class Newton(RemovalStrategy):
         return (mean_task_losses(problem.val, points, problem.n_tasks)
                 - problem.validation_loss)
 
-    def row_effects(self, objective, rows, weights, out=None):
+    def row_effects(self, objective, rows, weights, out=None, columns=None):
         with self.problem.backend.blas_threads(max(self.factor.shape[1:])):
             effects = self._effects(self.row_points(objective, rows, np.asarray(weights)))
+        if columns is not None:
+            effects = effects[:, np.asarray(columns)]
         if out is not None:
             out[...] = effects
         return effects
 
-    def task_effects(self, tasks):
+    def task_effects(self, tasks, columns=None):
         with self.problem.backend.blas_threads(max(self.factor.shape[1:])):
-            return self._effects(self.task_points(np.asarray(tasks)))
+            effects = self._effects(self.task_points(np.asarray(tasks)))
+        return effects if columns is None else effects[:, np.asarray(columns)]
 
     def sample_effects(self, evaluation, rows):
         train = self.train
@@ -210,8 +219,14 @@ class Newton(RemovalStrategy):
             shared_grad = (np.asarray(shared_parts)[active].sum(axis=0)
                            + np.asarray(self.train.shared_penalty_gradient(point)))
             blocks = self.train.hessian_blocks(point, active=active)
-            factor = factor_arrow(*blocks, damping=self.damping, active=active,
-                                  task_names=self.task_names)
+            try:
+                factor = factor_arrow(*blocks, damping=self.damping, active=active,
+                                      task_names=self.task_names)
+            except NotPositiveDefiniteError as exc:
+                warnings.warn(
+                    f"Newton step {_ + 2} without task {self.task_names[task]!r}: {exc}; its "
+                    "Newton removal effects are NaN.", UserWarning, stacklevel=3)
+                return np.full_like(task_params, np.nan), np.full_like(shared_params, np.nan)
             # Inactive task: its block row only, i.e. its head's Newton step given the new g.
             step_task, step_shared = arrow_solve(factor, -np.asarray(task_grad), -shared_grad)
             task_params = task_params + step_task

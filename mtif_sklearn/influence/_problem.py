@@ -137,19 +137,22 @@ class InfluenceProblem:
         self.z, self.x_shared = target_solves(self.factor, xp.asarray(val_task),
                                               xp.asarray(val_shared))
 
-    def finish(self, effects, *, allow_nan=False):
+    def finish(self, effects, *, allow_nan=False, columns=None):
         """Effects as float64 NumPy, NaN in the columns of tasks without validation rows.
 
         Non-finite effects are an error, not a silent answer; ``allow_nan`` lets NaN through
-        (Newton removals whose Hessian is singular: documented and warned about).
+        (Newton removals whose Hessian is singular: documented and warned about). ``columns``:
+        the tasks of the effects' columns (default all).
         """
         from ..backend import to_numpy
 
         effects = np.asarray(to_numpy(effects), dtype=np.float64)
-        if self.val_missing.size:
-            effects[..., self.val_missing] = np.nan
-        check = np.delete(effects, self.val_missing, axis=-1) if self.val_missing.size \
-            else effects
+        missing = self.val_missing
+        if columns is not None:
+            missing = np.flatnonzero(np.isin(np.asarray(columns), missing))
+        if missing.size:
+            effects[..., missing] = np.nan
+        check = np.delete(effects, missing, axis=-1) if missing.size else effects
         if np.any(np.isinf(check)) or (not allow_nan and np.any(np.isnan(check))):
             raise ValueError(
                 "Some influence values are not finite (overflow or an ill-posed removal). Scale "

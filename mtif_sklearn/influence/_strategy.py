@@ -70,14 +70,27 @@ class RemovalStrategy(ABC):
         """Rows per chunk that keep the work arrays near :data:`CHUNK_NUMBERS`."""
 
     @abstractmethod
-    def row_effects(self, objective, rows, weights, out=None):
+    def row_effects(self, objective, rows, weights, out=None, columns=None):
         """Effects (m, K) on every V_k of removing ``rows`` of ``objective`` (each carrying
-        ``weights`` in the training objective); written into ``out`` when given."""
+        ``weights`` in the training objective); written into ``out`` when given; only the
+        tasks ``columns`` when given."""
+
+    def row_scores(self, objective, rows, weights, task_weights):
+        """``sum_k task_weights[k] * effect_k`` of every row, (m,); tasks of weight 0 and
+        without validation rows do not count."""
+        import numpy as np
+
+        from ..backend import to_numpy
+
+        columns = np.flatnonzero(task_weights)
+        effects = np.asarray(to_numpy(self.row_effects(objective, rows, weights,
+                                                       columns=columns)))
+        return np.nan_to_num(effects) @ task_weights[columns]
 
     @abstractmethod
-    def task_effects(self, tasks):
-        """Effects (M, K) on every V_k of removing each task in ``tasks`` (codes) with its
-        regulariser (eq. 11)."""
+    def task_effects(self, tasks, columns=None):
+        """Effects (M, K) on every V_k (or the tasks ``columns``) of removing each task in
+        ``tasks`` (codes) with its regulariser (eq. 11)."""
 
     @abstractmethod
     def sample_effects(self, evaluation, rows):

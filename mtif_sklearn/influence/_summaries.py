@@ -1,0 +1,111 @@
+"""Summaries of a fitted MTIFInfluence streamed over chunks, never forming n x K (or K x K).
+
+Row-level effects are averaged over the splits (folds) whose model a row trained; the chunked
+map here averages each chunk of rows over the splits, then reduces it (a weighted score, the
+most negative rows per task, or a block of the stored matrix), so memory stays at one chunk.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._strategy import map_chunks
+
+__all__ = ["INFLUENCE_MEMORY_BUDGET", "RowSource", "map_row_chunks", "map_task_chunks",
+           "merge_most_negative", "most_negative"]
+
+#: ``store_influence="auto"`` keeps ``influence_`` (n x K) and ``task_influence_`` (K x K, times
+#: the folds) while each takes at most this many bytes (1 GiB = 134 million float64 numbers).
+INFLUENCE_MEMORY_BUDGET = 2**30
+
+
+@dataclass
+class RowSource:
+    """Rows of one split whose removal is measured: the objective holding them, each row's weight
+    in the training objective, and the output row of each of them."""
+
+    split: object
+    objective: object
+    weights: np.ndarray
+    out_rows: np.ndarray
+
+
+def map_row_chunks(sources, n_out, chunk_size, compute, reduce, *, n_jobs=None, verbose=0,
+                   desc=None):
+    """For chunks of output rows: average ``compute(source, local_rows)`` over the sources
+    holding each row (NaN: none), then ``reduce(out_rows, averaged)``; results in order."""
+    inverse = []
+    for source in sources:
+        positions = np.full(n_out, -1, dtype=np.int64)
+        positions[source.out_rows] = np.arange(len(source.out_rows))
+        inverse.append(positions)
+
+    def chunk(rows):
+        out_rows = np.arange(n_out)[rows]
+        sums = counts = None
+        for source, positions in zip(sources, inverse, strict=True):
+            local = positions[out_rows]
+            held = local >= 0
+            if not held.any():
+                continue
+            values = np.asarray(compute(source, local[held]), dtype=np.float64)
+            if sums is None:
+                sums = np.zeros((out_rows.size,) + values.shape[1:])
+                counts = np.zeros_like(sums)
+            known = np.isfinite(values)
+            sums[held] += np.where(known, values, 0.0)
+            counts[held] += known
+        if sums is None:
+            return reduce(out_rows, None)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return reduce(out_rows, np.where(counts > 0, sums / counts, np.nan))
+
+    return map_chunks(chunk, n_out, chunk_size, n_jobs=n_jobs, verbose=verbose, desc=desc)
+
+
+def map_task_chunks(splits, n_tasks, chunk_size, columns, reduce, *, verbose=0, desc=None):
+    """For chunks of source tasks: every split's effects on the tasks ``columns``, stacked
+    (n_splits, M, len(columns)), then ``reduce(source_tasks, stacked)``."""
+
+    def chunk(sources):
+        tasks = np.arange(n_tasks)[sources]
+        stacked = np.stack([split.problem.finish(
+            split.strategy.task_effects(tasks, columns=columns), allow_nan=True,
+            columns=columns) for split in splits])
+        return reduce(tasks, stacked)
+
+    return map_chunks(chunk, n_tasks, chunk_size, verbose=verbose, desc=desc)
+
+
+def most_negative(values, labels, n_keep):
+    """Per column of ``values`` (m, c): the ``n_keep`` most negative entries (negative only),
+    as (labels (c, n_keep), values (c, n_keep)) padded with -1 / NaN."""
+    m, c = values.shape
+    keep = min(n_keep, m)
+    out_labels = np.full((c, n_keep), -1, dtype=np.int64)
+    out_values = np.full((c, n_keep), np.nan)
+    if keep == 0:
+        return out_labels, out_values
+    filled = np.where(np.isnan(values) | (values >= 0), np.inf, values)
+    best = np.argpartition(filled, keep - 1, axis=0)[:keep] if keep < m else np.argsort(
+        filled, axis=0)
+    for column in range(c):
+        rows = best[:, column]
+        rows = rows[np.argsort(filled[rows, column], kind="stable")]
+        rows = rows[np.isfinite(filled[rows, column])]
+        out_labels[column, :rows.size] = labels[rows]
+        out_values[column, :rows.size] = values[rows, column]
+    return out_labels, out_values
+
+
+def merge_most_negative(parts, n_keep):
+    """Merge :func:`most_negative` results of several chunks into one."""
+    labels = np.concatenate([part[0] for part in parts], axis=1)
+    values = np.concatenate([part[1] for part in parts], axis=1)
+    merged_labels, merged_values = most_negative(values.T, np.arange(values.shape[1]), n_keep)
+    out_labels = np.full_like(merged_labels, -1)
+    for column in range(values.shape[0]):
+        picked = merged_labels[column]
+        valid = picked >= 0
+        out_labels[column, valid] = labels[column, picked[valid]]
+    return out_labels, merged_values
