@@ -63,9 +63,11 @@ def tick_step(n_items, length_points, label_extent_points):
 def set_task_ticks(ax, labels, *, axes="xy", length_points):
     """Task tick labels on ``ax`` (cells at 0..n-1) thinned so that they never overlap.
 
-    y labels are stacked (each needs one line height); x labels stay horizontal when every
-    shown label fits in its slot and are otherwise all rotated to vertical, never a mix. The
-    step is a nice number (1, 2, 5, 10, ...) and labels are never parsed as mathtext.
+    y labels are stacked (each needs one line height). x labels are all horizontal when they
+    fit at the step vertical ones would need, or, once vertical ones are thinned anyway, at up
+    to twice that step (short labels such as task numbers); otherwise all vertical, never a
+    mix. Steps are nice numbers (1, 2, 5, 10, ...), and labels
+    are never parsed as mathtext.
     """
     n_items = len(labels)
     result = {}
@@ -77,14 +79,18 @@ def set_task_ticks(ax, labels, *, axes="xy", length_points):
         result["y"] = ticks
     if "x" in axes:
         size = _tick_font_size("x")
-        line = 1.5 * size
-        vertical_step = tick_step(n_items, length_points["x"], line)
-        ticks = np.arange(0, n_items, vertical_step)
-        widest = max((_text_width(labels[i], size) for i in ticks), default=0.0)
-        horizontal = vertical_step * length_points["x"] / max(n_items, 1) >= widest + 0.6 * size
+        vertical_step = tick_step(n_items, length_points["x"], 1.5 * size)
+        widest = max((_text_width(label, size) for label in labels), default=0.0)
+        horizontal_step = tick_step(n_items, length_points["x"], widest + 0.8 * size)
+        # Every label shown stays shown: thin further for horizontal labels only when the
+        # vertical ones are thinned already.
+        horizontal = horizontal_step == vertical_step or (
+            vertical_step > 1 and horizontal_step <= 2 * vertical_step)
+        step = horizontal_step if horizontal else vertical_step
+        ticks = np.arange(0, n_items, step)
         ax.set_xticks(ticks, [labels[i] for i in ticks], parse_math=False,
-                      rotation=0 if horizontal else 90,
-                      ha="center", va="top", rotation_mode="default")
+                      rotation=0 if horizontal else 90, ha="center", va="top",
+                      rotation_mode="default")
         result["x"] = ticks
     return result
 
