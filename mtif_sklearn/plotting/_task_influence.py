@@ -134,7 +134,7 @@ class TaskInfluenceDisplay:
             is blue.
         vmin, vmax : float, default=None
             Colour limits. None for both: minus and plus the 99th percentile of the shown
-            |values| (the diagonal left out when masked). One of them given: the other
+            absolute values (the diagonal left out when masked). One of them given: the other
             mirrors it. 0 stays the centre (white) either way.
         mask_diagonal : bool, default=True
             Grey out the diagonal (a task's effect on itself) and leave it out of the colour
@@ -145,8 +145,8 @@ class TaskInfluenceDisplay:
             Format spec of the cell values (e.g. ``".3f"``). None: two significant digits, in
             a power-of-ten unit given in the colour bar label when the values are far from 1.
         n_se : float or None, default=2.0
-            With standard errors: mark (dot) the cells whose ``|value| < n_se * se``. None or
-            0: no marks.
+            With standard errors: mark (dot) the cells whose ``abs(value) < n_se * se``. None
+            or 0: no marks.
         colorbar : bool, default=True
             Add a colour bar.
         title : str, default=None
@@ -287,7 +287,7 @@ class TaskInfluenceDisplay:
         cmap : str or matplotlib Colormap, default="RdBu"
             Diverging colour map (centred at 0).
         vmin, vmax : float, default=None
-            Colour limits. None: plus and minus the 99th percentile of the |values|.
+            Colour limits. None: plus and minus the 99th percentile of the absolute values.
         mask_diagonal : bool, default=True
             Grey out the diagonal.
         include_values : bool, default=None
@@ -295,7 +295,7 @@ class TaskInfluenceDisplay:
         values_format : str, default=None
             Format spec of the cell values. None: two significant digits.
         n_se : float or None, default=2.0
-            Mark cells with ``|value| < n_se * task_influence_se_``. None or 0: no marks.
+            Mark cells with ``abs(value) < n_se * task_influence_se_``. None or 0: no marks.
         colorbar : bool, default=True
             Add a colour bar.
         title : str, default=None
