@@ -1,11 +1,20 @@
 """Sphinx configuration: numpydoc API pages, a sphinx-gallery over ../examples, pydata theme.
 
 Build with ``pip install -e ".[docs]" && make -C docs html`` (or
-``sphinx-build -W -b html docs docs/_build/html``). Links to the Python, NumPy and
-scikit-learn docs (intersphinx) are made only when their inventories are reachable, so that an
-offline ``-W`` build passes; ``MTIF_DOCS_INTERSPHINX=0`` / ``=1`` forces them off / on.
+``sphinx-build -W -b html docs docs/_build/html``). The build needs no network:
+
+- Maths is rendered by MathJax 3 shipped in the ``sphinx-mathjax-offline`` package (copied to
+  ``_static/mathjax``), not loaded from a CDN. LaTeX-based ``sphinx.ext.imgmath`` was not an
+  option (no LaTeX on the build machines).
+- ``[source]`` links go to highlighted copies of the modules inside the site
+  (``sphinx.ext.viewcode``), so they work offline and in any fork.
+- Links to the Python, NumPy and scikit-learn docs (intersphinx) are made only when their
+  inventories are reachable; ``MTIF_DOCS_INTERSPHINX=0`` / ``=1`` forces them off / on.
+- The real-data examples read ``$MTIF_DATA``; it defaults here to ``../shared/data`` next to
+  the repository, and the examples fall back to synthetic data when it is absent.
 """
 
+import configparser
 import os
 import re
 import socket
@@ -13,24 +22,57 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
+from sphinx_gallery.sorting import ExplicitOrder
 
 import mtif_sklearn
 
+_REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("MTIF_DATA", str(_REPO.parent / "shared" / "data"))
+
 project = "mtif-sklearn"
+author = "mtif-sklearn developers"
+copyright = f"2026, {author}"
 release = version = mtif_sklearn.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",
+    "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
+templates_path = ["_templates"]
 autosummary_generate = True
-numpydoc_show_class_members = False
+# Every public method with its parameters on the class page (scikit-learn's layout): autodoc
+# renders the members, numpydoc the "Methods" summary table linking to them.
+autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_typehints = "none"
+numpydoc_show_class_members = True
+numpydoc_show_inherited_class_members = False
+numpydoc_class_members_toctree = False
 html_theme = "pydata_sphinx_theme"
 html_title = "mtif-sklearn"
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py",
-                    "auto_examples/*.md5", "sg_execution_times.rst"]
+                    "auto_examples/*.md5", "sg_execution_times.rst",
+                    "auto_examples/sg_execution_times.rst"]
+
+
+def _source_url():
+    """The "Source" project URL of setup.cfg (one place to change it)."""
+    config = configparser.ConfigParser()
+    config.read(_REPO / "setup.cfg")
+    urls = dict(line.split("=", 1) for line in
+                config["metadata"]["project_urls"].strip().splitlines())
+    return {key.strip(): value.strip() for key, value in urls.items()}["Source"]
+
+
+SOURCE_URL = _source_url()
+html_theme_options = {
+    "icon_links": [{"name": "Source code", "url": SOURCE_URL, "icon": "fa-brands fa-github"}],
+    "navigation_with_keys": False,
+}
+rst_epilog = f"\n.. |source_url| replace:: {SOURCE_URL}\n"
 
 
 def _online(host="docs.python.org", timeout=2.0):
@@ -56,10 +98,21 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"plot_",
     "download_all_examples": False,
-    "within_subsection_order": "FileNameSortKey",
+    # A newcomer's order: the quick start first, the GPU example last.
+    "within_subsection_order": ExplicitOrder([
+        "plot_quickstart.py",
+        "plot_task_relatedness_school.py",
+        "plot_harmful_rows_chemical.py",
+        "*",
+        "plot_grid_search.py",
+        "plot_gpu_backend.py",
+    ]),
+    # "Examples using ..." on every API page, and API links inside the example code.
+    "doc_module": ("mtif_sklearn",),
+    "backreferences_dir": "generated/backreferences",
+    "reference_url": {"mtif_sklearn": None},
+    "show_memory": False,
 }
-
-_REPO = Path(__file__).resolve().parent.parent
 
 
 class BenchmarksReadme(Directive):
@@ -93,6 +146,19 @@ def _quote_shape_names(app, what, name, obj, options, lines):
     lines[:] = [_BARE_SHAPE_NAME.sub(r"shape (`\1`,)", line) for line in lines]
 
 
+_SKLEARN_ROLE = re.compile(r":(?:term|ref):`(?:([^`<]*?)\s*<[^`>]*>|([^`]*))`")
+
+
+def _plain_sklearn_roles(app, what, name, obj, options, lines):
+    """Methods scikit-learn generates on our classes (``set_fit_request`` and friends) carry
+    its glossary terms and labels, which exist only in scikit-learn's own docs: keep their
+    text, drop the broken link (a -W error otherwise)."""
+    if getattr(obj, "__module__", "").startswith("sklearn"):
+        lines[:] = [_SKLEARN_ROLE.sub(lambda m: m.group(1) or m.group(2), line)
+                    for line in lines]
+
+
 def setup(app):
     app.add_directive("benchmarks-readme", BenchmarksReadme)
     app.connect("autodoc-process-docstring", _quote_shape_names)
+    app.connect("autodoc-process-docstring", _plain_sklearn_roles)

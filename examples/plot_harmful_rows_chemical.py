@@ -11,14 +11,17 @@ ones that hurt; the flipped rows should be among them. We check a sample of the 
 numbers against leave-one-out retraining, and finally let
 :class:`~mtif_sklearn.NegativeTransferSelector` drop the harmful rows.
 
-The data are read from ``shared/data/chemical`` next to the repository. Without that folder the
-example says so and runs on a synthetic stand-in.
+The chemical data are not shipped with mtif-sklearn (see
+:func:`~mtif_sklearn.datasets.load_chemical` for where they come from). The example reads them
+from ``$MTIF_DATA/chemical``; ``MTIF_DATA`` defaults to ``../shared/data``, relative to the
+repository root from which the examples are run. Without the data it says so and runs on a
+synthetic stand-in.
 """
 
 # %%
 # Load four of the ten tasks and corrupt one
 # ------------------------------------------
-from pathlib import Path
+import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,31 +31,17 @@ from mtif_sklearn import MTIFInfluence, MultitaskLogistic, NegativeTransferSelec
 from mtif_sklearn.datasets import load_chemical, make_multitask_classification
 from mtif_sklearn.plotting import InfluenceAgreementDisplay, SelectionDisplay
 
-
-def find_shared_data(name):
-    """``<repo>/../shared/data/<name>``, from this file (``<repo>/examples``) or the working
-    directory (the examples folder when sphinx-gallery runs it, or the repository root)."""
-    starts = [Path.cwd() / "examples", Path.cwd()]
-    if "__file__" in globals():
-        starts.insert(0, Path(__file__).resolve().parent)
-    for examples in starts:
-        folder = examples.parent.parent / "shared" / "data" / name
-        if folder.is_dir():
-            return folder
-    return None
-
-
-folder = find_shared_data("chemical")
-if folder is not None:
-    X, y, tasks = load_chemical(folder, subset="train")
-    X_test, y_test, tasks_test = load_chemical(folder, subset="test")
+data_home = os.environ.get("MTIF_DATA", "../shared/data")
+try:
+    X, y, tasks = load_chemical(data_home=data_home, subset="train")
+    X_test, y_test, tasks_test = load_chemical(data_home=data_home, subset="test")
     chosen = [55, 76, 80, 87]  # four tasks keep the example fast
     train, test = np.isin(tasks, chosen), np.isin(tasks_test, chosen)
     X, y, tasks = X[train], y[train], tasks[train]
     X_test, y_test, tasks_test = X_test[test], y_test[test], tasks_test[test]
-else:
-    print("shared/data/chemical not found next to the repository: this example needs the "
-          "chemical data to show real results. Running on a synthetic stand-in instead.")
+except FileNotFoundError as error:
+    print(f"No chemical data here: {error}\nRunning on a synthetic stand-in instead; set "
+          "MTIF_DATA to the folder holding chemical/ to see the real results.")
     X, y, tasks = make_multitask_classification(n_tasks=4, n_samples_per_task=400,
                                                 n_features=20, random_state=0)
     X_test, y_test, tasks_test = make_multitask_classification(

@@ -15,11 +15,13 @@ it helps task k. Negative: it hurts task k (negative transfer).
 # %%
 # Data: six related tasks and two unrelated ones
 # ----------------------------------------------
+import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import spearmanr
 
 from mtif_sklearn import MTIFInfluence, MultitaskRidge
 from mtif_sklearn.datasets import make_multitask_regression
+from mtif_sklearn.plotting import InfluenceAgreementDisplay, TaskInfluenceDisplay
 from mtif_sklearn.retrain import loto_effects
 
 X, y, tasks, coef, unrelated = make_multitask_regression(
@@ -46,6 +48,11 @@ for source in np.argsort(mean_effect):
     print(f"task {source}{label}: mean effect on the other tasks {mean_effect[source]:+.4f}")
 
 # %%
+# The same matrix as a heatmap: the rows of the unrelated tasks are the red ones.
+TaskInfluenceDisplay.from_estimator(influence)
+plt.show()
+
+# %%
 # Compare with retraining
 # -----------------------
 # The brute-force ground truth refits the model once per removed task. MTIF needs one
@@ -57,6 +64,11 @@ for k in range(8):
     others = np.arange(8) != k
     rho = spearmanr(influence.task_influence_[others, k], truth[others, k])[0]
     print(f"task {k}: Spearman(MTIF, LOTO) = {rho:.2f}")
+
+off_diagonal = ~np.eye(8, dtype=bool)
+InfluenceAgreementDisplay.from_predictions(influence.task_influence_[off_diagonal],
+                                           truth[off_diagonal], level="task")
+plt.show()
 
 # %%
 # The most harmful rows

@@ -11,15 +11,17 @@ shared vector), measure the task-level influence of every school on every other 
 brute-force leave-one-task-out retraining with
 :class:`~mtif_sklearn.plotting.InfluenceAgreementDisplay`.
 
-The data are read from ``shared/data/school`` next to the repository (``../shared/data`` from
-the project root). Without that folder the example says so and runs on a synthetic stand-in
-of the same shape, so that it still builds everywhere.
+The school data are not shipped with mtif-sklearn (see
+:func:`~mtif_sklearn.datasets.load_school` for where they come from). The example reads them
+from ``$MTIF_DATA/school``; ``MTIF_DATA`` defaults to ``../shared/data``, relative to the
+repository root from which the examples are run. Without the data it says so and runs on a
+synthetic stand-in, so that it still builds everywhere.
 """
 
 # %%
 # Load the data
 # -------------
-from pathlib import Path
+import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,48 +30,30 @@ from mtif_sklearn import MTIFInfluence, MultitaskRidge
 from mtif_sklearn.datasets import load_school, make_multitask_regression
 from mtif_sklearn.plotting import InfluenceAgreementDisplay, TaskInfluenceDisplay
 
-
-def find_shared_data(name):
-    """``<repo>/../shared/data/<name>``, from this file (``<repo>/examples``) or the working
-    directory (the examples folder when sphinx-gallery runs it, or the repository root)."""
-    starts = [Path.cwd() / "examples", Path.cwd()]
-    if "__file__" in globals():
-        starts.insert(0, Path(__file__).resolve().parent)
-    for examples in starts:
-        folder = examples.parent.parent / "shared" / "data" / name
-        if folder.is_dir():
-            return folder
-    return None
-
-
-folder = find_shared_data("school")
-if folder is not None:
-    X, y, schools = load_school(folder)
+data_home = os.environ.get("MTIF_DATA", "../shared/data")
+try:
+    X, y, schools = load_school(data_home=data_home)
     print(f"school data: {X.shape[0]} pupils, {X.shape[1]} attributes, "
           f"{np.unique(schools).size} schools")
-else:
-    print("shared/data/school not found next to the repository: this example needs the ILEA "
-          "school data to show real results. Running on a synthetic stand-in instead.")
+except FileNotFoundError as error:
+    print(f"No school data here: {error}\nRunning on a synthetic stand-in instead; set "
+          "MTIF_DATA to the folder holding school/ to see the real results.")
     X, y, schools = make_multitask_regression(n_tasks=30, n_samples_per_task=60, n_features=27,
                                               delta=0.5, eps=0.5, random_state=0)
-
-# %%
-# The first 30 schools keep this example fast (one refit per school below); the influence
-# computation itself takes well under a second for all 139.
-chosen = np.isin(schools, np.unique(schools)[:30])
-X, y, schools = X[chosen], y[chosen], schools[chosen]
-
-influence = MTIFInfluence(MultitaskRidge(alpha=1.0), validation_fraction=0.25, random_state=0)
-influence.fit(X, y, tasks=schools)
-print(f"{len(influence.tasks_)} schools, task_influence_ of shape "
-      f"{influence.task_influence_.shape}")
 
 # %%
 # Which schools help or hurt which
 # --------------------------------
 # ``task_influence_[l, k]`` estimates how school k's validation loss would change if school l
 # were left out of training: positive (blue) means l helps k, negative (red) means l hurts k.
-# The diagonal (a school's effect on itself) is masked: it is not a relatedness number.
+# The diagonal (a school's effect on itself) is masked: it is not a relatedness number. The
+# influence of every school on every other takes one factorisation, well under a second for
+# all 139. The colour scale stops at the 99th percentile of the magnitudes (the arrows of the
+# colour bar): a few extreme pairs would otherwise leave every other cell white.
+influence = MTIFInfluence(MultitaskRidge(alpha=1.0), validation_fraction=0.25, random_state=0)
+influence.fit(X, y, tasks=schools)
+print(f"{len(influence.tasks_)} schools, task_influence_ of shape "
+      f"{influence.task_influence_.shape}")
 display = TaskInfluenceDisplay.from_estimator(influence)
 plt.show()
 
@@ -91,7 +75,12 @@ for school in order[-3:]:
 # Check against retraining
 # ------------------------
 # Leave-one-task-out refits the model once per school on the same training rows and measures
-# the same quantity. Every point is one (removed school, target school) pair.
+# the same quantity. The first 30 schools keep this fast (one refit per school). Every point
+# is one (removed school, target school) pair.
+chosen = np.isin(schools, np.unique(schools)[:30])
+X, y, schools = X[chosen], y[chosen], schools[chosen]
+influence = MTIFInfluence(MultitaskRidge(alpha=1.0), validation_fraction=0.25, random_state=0)
+influence.fit(X, y, tasks=schools)
 agreement = InfluenceAgreementDisplay.from_estimator(influence, X, y, tasks=schools,
                                                      level="task")
 print(f"Pearson {agreement.pearson_:.3f}, Spearman {agreement.spearman_:.3f} over "

@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils._param_validation import InvalidParameterError
 
 from mtif_sklearn.datasets import (
+    get_data_home,
     load_chemical,
     load_computer_survey,
     load_school,
@@ -191,6 +192,39 @@ def test_mat_loaders_name_the_missing_file(tmp_path, loader, marker):
         loader(tmp_path)
     with pytest.raises(FileNotFoundError, match=marker):
         loader(tmp_path / "does_not_exist")
+
+
+# -- where the loaders look: path, data_home, MTIF_DATA ------------------------------------------
+def _fake_school(folder):
+    folder.mkdir(parents=True)
+    x = np.vstack([np.arange(8).reshape(2, 4) % 3, np.ones((1, 4))]).astype(np.uint8)
+    savemat(folder / "school_b.mat", {"x": x, "y": np.arange(1.0, 5.0)[:, None],
+                                      "task_indexes": np.array([[1], [3]])})
+
+
+def test_loaders_find_a_data_set_under_data_home_or_the_mtif_data_variable(tmp_path,
+                                                                           monkeypatch):
+    _fake_school(tmp_path / "school")
+    monkeypatch.delenv("MTIF_DATA", raising=False)
+    by_path = load_school(tmp_path / "school")
+    by_home = load_school(data_home=tmp_path)
+    monkeypatch.setenv("MTIF_DATA", str(tmp_path))
+    by_variable = load_school()
+    assert get_data_home() == tmp_path
+    for X, y, tasks in (by_home, by_variable):
+        np.testing.assert_array_equal(X, by_path[0])
+        np.testing.assert_array_equal(y, by_path[1])
+        np.testing.assert_array_equal(tasks, [0, 0, 1, 1])
+    # an explicit data_home wins over the variable
+    with pytest.raises(FileNotFoundError, match="school_b.mat"):
+        load_school(data_home=tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("loader", [load_school, load_chemical, load_computer_survey])
+def test_loaders_without_a_location_say_how_to_get_the_data(loader, monkeypatch):
+    monkeypatch.delenv("MTIF_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"MTIF_DATA.*does not ship or download.*obtain"):
+        loader()
 
 
 # -- synthetic generators (paper Appendix C.1.1) ------------------------------------------------

@@ -65,7 +65,8 @@ class InfluenceAgreementDisplay:
         self.truth = truth
         self.level = level
 
-    def plot(self, *, ax=None, color="tab:blue", alpha=0.6, diagonal=True):
+    def plot(self, *, ax=None, color="tab:blue", alpha=0.6, diagonal=True, scatter_kw=None,
+             line_kw=None):
         """Draw the scatter.
 
         Parameters
@@ -78,6 +79,11 @@ class InfluenceAgreementDisplay:
             Opacity of the points.
         diagonal : bool, default=True
             Draw the line ``truth = mtif`` (exact agreement).
+        scatter_kw : dict, default=None
+            Passed to :meth:`matplotlib.axes.Axes.scatter` (overrides ``color`` and
+            ``alpha``).
+        line_kw : dict, default=None
+            Passed to :meth:`matplotlib.axes.Axes.plot` for the diagonal.
 
         Returns
         -------
@@ -98,14 +104,16 @@ class InfluenceAgreementDisplay:
             raise ValueError("Need at least two finite (mtif, truth) pairs to compare.")
         self.pearson_ = float(pearsonr(mtif, truth)[0])
         self.spearman_ = float(spearmanr(mtif, truth)[0])
-        self.scatter_ = ax.scatter(mtif, truth, s=14 if mtif.size > 200 else 24, color=color,
-                                   alpha=alpha, edgecolors="none")
+        self.scatter_ = ax.scatter(mtif, truth, **{"s": 14 if mtif.size > 200 else 24,
+                                                   "color": color, "alpha": alpha,
+                                                   "edgecolors": "none", **(scatter_kw or {})})
         if diagonal:
             low = min(mtif.min(), truth.min())
             high = max(mtif.max(), truth.max())
             pad = 0.05 * (high - low or 1.0)
-            ax.plot([low - pad, high + pad], [low - pad, high + pad], "--", color="0.5",
-                    linewidth=1, label="exact agreement")
+            ax.plot([low - pad, high + pad], [low - pad, high + pad],
+                    **{"linestyle": "--", "color": "0.5", "linewidth": 1,
+                       "label": "exact agreement", **(line_kw or {})})
             ax.legend(loc="upper left", frameon=False)
         ax.ticklabel_format(style="sci", scilimits=(-2, 3))  # small effects: 1e-3 as offset
         ax.axhline(0, color="0.85", linewidth=0.8, zorder=0)
@@ -126,7 +134,7 @@ class InfluenceAgreementDisplay:
 
     @classmethod
     def from_predictions(cls, mtif, truth, *, level=None, ax=None, color="tab:blue", alpha=0.6,
-                         diagonal=True):
+                         diagonal=True, scatter_kw=None, line_kw=None):
         """Plot precomputed MTIF estimates against precomputed retraining effects.
 
         Parameters
@@ -145,6 +153,10 @@ class InfluenceAgreementDisplay:
             Opacity of the points.
         diagonal : bool, default=True
             Draw the line of exact agreement.
+        scatter_kw : dict, default=None
+            Passed to :meth:`matplotlib.axes.Axes.scatter`.
+        line_kw : dict, default=None
+            Passed to :meth:`matplotlib.axes.Axes.plot` for the diagonal.
 
         Returns
         -------
@@ -152,18 +164,21 @@ class InfluenceAgreementDisplay:
             The drawn display.
         """
         return cls(mtif, truth, level=level).plot(ax=ax, color=color, alpha=alpha,
-                                                  diagonal=diagonal)
+                                                  diagonal=diagonal, scatter_kw=scatter_kw,
+                                                  line_kw=line_kw)
 
     @classmethod
-    def from_estimator(cls, influence, X, y, *, tasks=None, X_val=None, y_val=None,
-                       tasks_val=None, level="task", rows=None, include_diagonal=False,
-                       n_jobs=None, ax=None, color="tab:blue", alpha=0.6, diagonal=True):
+    def from_estimator(cls, influence, X, y, *, tasks=None, sample_weight=None, X_val=None,
+                       y_val=None, tasks_val=None, level="task", rows=None,
+                       include_diagonal=False, n_jobs=None, ax=None, color="tab:blue",
+                       alpha=0.6, diagonal=True, scatter_kw=None, line_kw=None):
         """Compute the retraining ground truth for a fitted MTIFInfluence and plot the two.
 
         Refits the influence's estimator once per task (``level="task"``,
         :func:`~mtif_sklearn.retrain.loto_effects`) or once per chosen training row
         (``level="row"``, :func:`~mtif_sklearn.retrain.loo_effects`) on the same training and
-        validation rows the influence used.
+        validation rows, with the same sample weights, as the influence used: pass X, y,
+        tasks and sample_weight exactly as given to ``influence.fit``.
 
         Parameters
         ----------
@@ -175,6 +190,10 @@ class InfluenceAgreementDisplay:
             Their targets.
         tasks : array-like of shape (n_samples,), default=None
             Their task labels (unless the model has a ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            The weights passed to ``influence.fit``. The refits must use them too: an
+            influence of a weighted fit compared with unweighted refits disagrees even where
+            the influence is exact.
         X_val : array-like, default=None
             The validation rows, when ``influence.fit`` was given ``X_val``; otherwise the
             held-out rows ``influence.val_indices_`` of ``X`` are used.
@@ -201,6 +220,10 @@ class InfluenceAgreementDisplay:
             Opacity of the points.
         diagonal : bool, default=True
             Draw the line of exact agreement.
+        scatter_kw : dict, default=None
+            Passed to :meth:`matplotlib.axes.Axes.scatter`.
+        line_kw : dict, default=None
+            Passed to :meth:`matplotlib.axes.Axes.plot` for the diagonal.
 
         Returns
         -------
@@ -212,9 +235,15 @@ class InfluenceAgreementDisplay:
         check_is_fitted(influence, "task_influence_")
         if level not in ("task", "row"):
             raise ValueError(f"level must be 'task' or 'row'; got {level!r}.")
+        if getattr(influence, "fold_task_influence_", None) is not None:
+            raise ValueError("This MTIFInfluence is cross-fitted (cv=...): its numbers average "
+                             "several fits, so no single refit is its ground truth. Compare a "
+                             "single-split MTIFInfluence (cv=None) with retraining.")
         train = influence.train_indices_
         X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
         tasks_train = None if tasks is None else _safe_indexing(tasks, train)
+        weights_train = (None if sample_weight is None
+                         else _safe_indexing(np.asarray(sample_weight), train))
         if influence.val_indices_ is not None:
             val = influence.val_indices_
             X_val, y_val = _safe_indexing(X, val), _safe_indexing(y, val)
@@ -225,7 +254,8 @@ class InfluenceAgreementDisplay:
         estimator = influence.estimator
         if level == "task":
             truth = loto_effects(estimator, X_train, y_train, X_val, y_val, tasks=tasks_train,
-                                 tasks_val=tasks_val, n_jobs=n_jobs)
+                                 tasks_val=tasks_val, sample_weight=weights_train,
+                                 n_jobs=n_jobs)
             mtif = np.array(to_numpy(influence.task_influence_), dtype=np.float64)
             if not include_diagonal:
                 off = ~np.eye(len(truth), dtype=bool)
@@ -233,7 +263,9 @@ class InfluenceAgreementDisplay:
         else:
             rows = np.arange(len(train)) if rows is None else np.asarray(rows, dtype=np.int64)
             truth = loo_effects(estimator, X_train, y_train, X_val, y_val, tasks=tasks_train,
-                                tasks_val=tasks_val, rows=rows, n_jobs=n_jobs)
+                                tasks_val=tasks_val, rows=rows, sample_weight=weights_train,
+                                n_jobs=n_jobs)
             mtif = np.asarray(to_numpy(influence.influence_), dtype=np.float64)[rows]
         return cls(mtif, truth, level=level).plot(ax=ax, color=color, alpha=alpha,
-                                                  diagonal=diagonal)
+                                                  diagonal=diagonal, scatter_kw=scatter_kw,
+                                                  line_kw=line_kw)
