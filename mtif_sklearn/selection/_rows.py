@@ -10,44 +10,21 @@ fitted on the others, and a row's effect is averaged over the folds where it was
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
-from sklearn.utils import _safe_indexing, check_random_state, get_tags
+from sklearn.base import _fit_context, clone
+from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.metadata_routing import (
-    UNUSED,
-    MetadataRouter,
-    MethodMapping,
-    _routing_enabled,
-    process_routing,
-)
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .._tasks import encode_tasks, resolve_tasks, task_folds, unique_tasks
 from ..backend import to_numpy
 from ..influence import MTIFInfluence
-from ..utils._docstring import (
-    DECISION_FUNCTION,
-    PREDICT,
-    PREDICT_LOG_PROBA,
-    PREDICT_PROBA,
-    SCORE_DELEGATED,
-    doc,
-)
+from ._base import BaseSelector, task_column
 
 __all__ = ["NegativeTransferSelector"]
 
-_DELEGATED = ("predict", "predict_proba", "predict_log_proba", "decision_function", "score")
-
-
 def _take(values, rows):
     return None if values is None else _safe_indexing(values, rows)
-
-
-def _task_column(estimator):
-    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
-    return params.get("task_column")
 
 
 def _fold_influence(template, X, y, tasks, sample_weight, train, val):
@@ -138,7 +115,7 @@ def _losses_per_task(model, X, y, tasks, codes, task_names):
             counts > 0, counts, np.nan)
 
 
-class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
+class NegativeTransferSelector(BaseSelector):
     """Remove the training rows that cause negative transfer (by MTIF), then refit.
 
     Every training row is scored by its MTIF data-level effect (paper eq. 5, Proposition 1) on
@@ -297,15 +274,6 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
     (2,)
     """
 
-    # The selector itself reads the task labels in fit (folds stratified by task); everything
-    # else is only routed to the inner estimator.
-    __metadata_request__fit = {"tasks": True, "sample_weight": UNUSED}
-    __metadata_request__predict = {"tasks": UNUSED}
-    __metadata_request__predict_proba = {"tasks": UNUSED}
-    __metadata_request__predict_log_proba = {"tasks": UNUSED}
-    __metadata_request__decision_function = {"tasks": UNUSED}
-    __metadata_request__score = {"tasks": UNUSED, "sample_weight": UNUSED}
-
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "_mtif_objective"])],
         "fraction": [Interval(Real, 0, 1, closed="left")],
@@ -339,50 +307,7 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        inner = get_tags(self.estimator)
-        tags.estimator_type = inner.estimator_type
-        tags.classifier_tags = inner.classifier_tags
-        tags.regressor_tags = inner.regressor_tags
-        tags.target_tags = inner.target_tags
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        return tags
-
-    # -- metadata routing --------------------------------------------------------------------
-    def get_metadata_routing(self):
-        """Route ``tasks`` (and requested metadata) to the inner estimator.
-
-        Returns
-        -------
-        routing : MetadataRouter
-            The selector's own request (it reads ``tasks`` in ``fit``) and the inner
-            estimator's, mapped method to same-named method.
-        """
-        mapping = MethodMapping().add(caller="fit", callee="fit")
-        for method in _DELEGATED:
-            mapping.add(caller=method, callee=method)
-        return (MetadataRouter(owner=self.__class__.__name__)
-                .add_self_request(self)
-                .add(estimator=self.estimator, method_mapping=mapping))
-
-    def _routed_params(self, method, **params):
-        """Params for the inner estimator's ``method`` (None values dropped)."""
-        params = {name: value for name, value in params.items() if value is not None}
-        if _routing_enabled():
-            return dict(process_routing(self, method, **params).estimator[method])
-        return params
-
     # -- fitting -----------------------------------------------------------------------------
-    def _validate_X(self, X, y=None, *, reset):
-        if _task_column(self.estimator) is not None:
-            validate_data(self, X, skip_check_array=True, reset=reset)
-            return X, y
-        if y is None and not reset:
-            return validate_data(self, X, reset=False), None
-        return validate_data(self, X, y, reset=reset, ensure_min_samples=2)
-
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, tasks=None, sample_weight=None):
         """Score every row, remove the harmful ones and refit the estimator on the rest.
@@ -410,8 +335,7 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
-        task_column = _task_column(self.estimator)
-        _, labels = resolve_tasks(X, tasks, task_column)
+        _, labels = resolve_tasks(X, tasks, task_column(self.estimator))
         n_samples = len(y)
         if labels is None:
             labels = np.zeros(n_samples, dtype=np.int64)
@@ -582,51 +506,3 @@ class NegativeTransferSelector(MetaEstimatorMixin, BaseEstimator):
                 line += f" {report['validation_loss_after'][k]:>10.4g}"
             lines.append(line + mark)
         return "\n".join(lines)
-
-    # -- delegation --------------------------------------------------------------------------
-    def _estimator_has(attr):
-        def check(self):
-            estimator = getattr(self, "estimator_", self.estimator)
-            getattr(estimator, attr)
-            return True
-
-        return check
-
-    @property
-    def classes_(self):
-        """Class labels of the refitted classifier."""
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.classes_
-
-    def _delegate(self, method, X, y=None, **params):
-        check_is_fitted(self, "estimator_")
-        X, _ = self._validate_X(X, reset=False)
-        routed = self._routed_params(method, **params)
-        target = getattr(self.estimator_, method)
-        return target(X, **routed) if y is None else target(X, y, **routed)
-
-    @available_if(_estimator_has("predict"))
-    @doc(PREDICT)
-    def predict(self, X, tasks=None):
-        return self._delegate("predict", X, tasks=tasks)
-
-    @available_if(_estimator_has("predict_proba"))
-    @doc(PREDICT_PROBA)
-    def predict_proba(self, X, tasks=None):
-        return self._delegate("predict_proba", X, tasks=tasks)
-
-    @available_if(_estimator_has("predict_log_proba"))
-    @doc(PREDICT_LOG_PROBA)
-    def predict_log_proba(self, X, tasks=None):
-        return self._delegate("predict_log_proba", X, tasks=tasks)
-
-    @available_if(_estimator_has("decision_function"))
-    @doc(DECISION_FUNCTION)
-    def decision_function(self, X, tasks=None):
-        return self._delegate("decision_function", X, tasks=tasks)
-
-    @available_if(_estimator_has("score"))
-    @doc(SCORE_DELEGATED)
-    def score(self, X, y, tasks=None, sample_weight=None):
-        return self._delegate("score", X, y, tasks=tasks, sample_weight=sample_weight)
-
