@@ -23,7 +23,7 @@ from mtif_sklearn.datasets import (
     make_multitask_regression,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 CHEMICAL_TASKS = [55, 76, 78, 80, 81, 83, 84, 85, 86, 87]
 
 
