@@ -16,6 +16,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from .backend import to_numpy
 from .base import require_capability
 from .influence._problem import mean_task_losses
+from .utils._docstring import DOCS, Substitution
 
 __all__ = ["group_gains", "loo_effects", "loto_effects", "validation_losses"]
 
@@ -81,6 +82,7 @@ def _refit_losses(base, data, val, **options):
     return _losses_on(clone(base)._mtif_refit(data, **options), val)
 
 
+@Substitution(**DOCS)
 def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, rows=None,
                 sample_weight=None, n_jobs=None, verbose=0):
     """Leave-one-out effects by refitting: the ground truth of ``MTIFInfluence.influence_``.
@@ -108,6 +110,10 @@ def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, ro
     -------
     effects : ndarray of shape (len(rows), n_tasks)
         ``V_k(without row) - V_k(all rows)``; positive means the row helps task k.
+
+    References
+    ----------
+    {ref_mtif}
     """
     base, data, model, val = _reference(estimator, X, y, tasks, sample_weight, X_val, y_val,
                                         tasks_val)
@@ -124,6 +130,7 @@ def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, ro
     return np.asarray(losses).reshape(len(rows), -1) - reference
 
 
+@Substitution(**DOCS)
 def loto_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None,
                  sample_weight=None, n_jobs=None, verbose=0):
     """Leave-one-task-out effects by refitting: the ground truth of ``task_influence_``.
@@ -151,6 +158,10 @@ def loto_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None,
         ``[l, k] = V_k(without task l) - V_k(all tasks)``. Task l is removed with its rows and
         regulariser; on the diagonal, task l's head is refitted against the shared parameters
         learnt without it.
+
+    References
+    ----------
+    {ref_mtif}
     """
     base, data, model, val = _reference(estimator, X, y, tasks, sample_weight, X_val, y_val,
                                         tasks_val)

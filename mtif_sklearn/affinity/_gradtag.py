@@ -9,6 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ..backend import to_numpy
+from ..utils._docstring import DOCS, Substitution
 from ._trajectory import fitted_model, training_objective
 
 __all__ = ["gradtag_affinity"]
@@ -96,6 +97,7 @@ class _Surrogates:
      "task_blocks": ["boolean"],
      "random_state": ["random_state"], "return_details": ["boolean"]},
     prefer_skip_nested_validation=True)
+@Substitution(**DOCS)
 def gradtag_affinity(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None,
                      sample_weight=None, order="pairwise", n_components=50, n_subsets=200,
                      subset_size=3, surrogate_alpha=1e-3, task_blocks=False, random_state=None,
@@ -171,6 +173,11 @@ def gradtag_affinity(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=Non
         ``[source, target]``, tasks in the model's ``tasks_`` order.
     details : dict
         Only with ``return_details=True``.
+
+    References
+    ----------
+    {ref_mtif}
+    {ref_gradtag}
     """
     rng = check_random_state(random_state)
     model = fitted_model(estimator, X, y, tasks, sample_weight)

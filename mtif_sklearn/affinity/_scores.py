@@ -9,6 +9,7 @@ from sklearn.preprocessing import SplineTransformer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
+from ..utils._docstring import DOCS, Substitution
 from ._trajectory import (
     TRAJECTORIES,
     fitted_model,
@@ -31,6 +32,23 @@ _COMMON = {
 }
 
 
+_affinity_docs = Substitution(
+    training_rows="""
+        X : array-like of shape (n_samples, n_features)
+            Training rows.
+        y : array-like of shape (n_samples,)
+            Training targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task of every row (unless the model has a ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.""",
+    trajectory_steps="""
+        n_steps : int, default=100
+            Gradient-descent steps (``trajectory="gradient_descent"``).
+        n_points : int, default=10
+            Trajectory points averaged over.""")
+
+
 def _points(estimator, X, y, tasks, sample_weight, trajectory, n_steps, n_points):
     model = fitted_model(estimator, X, y, tasks, sample_weight)
     objective = training_objective(model, X, y, tasks, sample_weight)
@@ -44,6 +62,8 @@ def _gradients_at(objective, params):
 
 
 @validate_params(_COMMON, prefer_skip_nested_validation=True)
+@_affinity_docs
+@Substitution(**DOCS)
 def cosine_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
                     trajectory="gradient_descent", n_steps=100, n_points=10):
     """Cosine similarity of the tasks' gradients of the shared parameters (Azorin et al. 2023).
@@ -66,28 +86,23 @@ def cosine_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
     estimator : multitask estimator
         Unfitted model (cloned and fitted on ``X, y``), or a fitted one wrapped in
         :class:`sklearn.frozen.FrozenEstimator`.
-    X : array-like of shape (n_samples, n_features)
-        Training rows.
-    y : array-like of shape (n_samples,)
-        Training targets.
-    tasks : array-like of shape (n_samples,), default=None
-        Task of every row (unless the model has a ``task_column``).
-    sample_weight : array-like of shape (n_samples,), default=None
-        Row weights.
+    {training_rows}
     trajectory : {"gradient_descent", "path", "fitted"}, default="gradient_descent"
         Where the gradients are taken: ``n_points`` evenly spaced iterates of ``n_steps`` steps
         of full-batch gradient descent on the model's training objective from zero with step
         1/L (L a bound on the curvature); ``n_points`` points on the straight path from zero to
         the fitted solution; or the fitted solution only.
-    n_steps : int, default=100
-        Gradient-descent steps (``trajectory="gradient_descent"``).
-    n_points : int, default=10
-        Trajectory points averaged over.
+    {trajectory_steps}
 
     Returns
     -------
     affinity : ndarray of shape (n_tasks, n_tasks)
         ``[source, target]``, tasks in the model's ``tasks_`` order.
+
+    References
+    ----------
+    {ref_mtif}
+    {ref_cosine}
     """
     objective, points, _ = _points(estimator, X, y, tasks, sample_weight, trajectory, n_steps,
                                  n_points)
@@ -102,6 +117,8 @@ def cosine_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
 
 @validate_params({**_COMMON, "learning_rate": [Interval(Real, 0, None, closed="neither"), None]},
                  prefer_skip_nested_validation=True)
+@_affinity_docs
+@Substitution(**DOCS)
 def tag_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
                  trajectory="gradient_descent", n_steps=100, n_points=10, learning_rate=None):
     """TAG inter-task affinity (Fifty et al. 2021): the lookahead loss change.
@@ -123,20 +140,10 @@ def tag_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
     estimator : multitask estimator
         Unfitted model (cloned and fitted on ``X, y``), or a fitted one wrapped in
         :class:`sklearn.frozen.FrozenEstimator`.
-    X : array-like of shape (n_samples, n_features)
-        Training rows.
-    y : array-like of shape (n_samples,)
-        Training targets.
-    tasks : array-like of shape (n_samples,), default=None
-        Task of every row (unless the model has a ``task_column``).
-    sample_weight : array-like of shape (n_samples,), default=None
-        Row weights.
+    {training_rows}
     trajectory : {"gradient_descent", "path", "fitted"}, default="gradient_descent"
         Points of training at which the lookahead is taken (see :func:`cosine_affinity`).
-    n_steps : int, default=100
-        Gradient-descent steps (``trajectory="gradient_descent"``).
-    n_points : int, default=10
-        Trajectory points averaged over.
+    {trajectory_steps}
     learning_rate : float, default=None
         Lookahead step; default the trajectory's step 1/L.
 
@@ -144,6 +151,11 @@ def tag_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
     -------
     affinity : ndarray of shape (n_tasks, n_tasks)
         ``[source, target]``, tasks in the model's ``tasks_`` order.
+
+    References
+    ----------
+    {ref_mtif}
+    {ref_tag}
     """
     objective, points, lr = _points(estimator, X, y, tasks, sample_weight, trajectory,
                                     n_steps, n_points)
@@ -190,6 +202,8 @@ def _refine_features(members_list, targets, n_tasks):
      "ridge_alpha": [Interval(Real, 0, None, closed="neither")], "random_state": ["random_state"],
      "n_jobs": [Integral, None], "return_details": ["boolean"]},
     prefer_skip_nested_validation=True)
+@_affinity_docs
+@Substitution(**DOCS)
 def etap_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
                   trajectory="gradient_descent", n_steps=100, n_points=10, X_val=None,
                   y_val=None, tasks_val=None, n_train_groups=0, group_size=3, ridge_alpha=1.0,
@@ -217,20 +231,10 @@ def etap_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
     estimator : multitask estimator
         Unfitted model (cloned and fitted on ``X, y``), or a fitted one wrapped in
         :class:`sklearn.frozen.FrozenEstimator` (the refinement's refits use clones).
-    X : array-like of shape (n_samples, n_features)
-        Training rows.
-    y : array-like of shape (n_samples,)
-        Training targets.
-    tasks : array-like of shape (n_samples,), default=None
-        Task of every row (unless the model has a ``task_column``).
-    sample_weight : array-like of shape (n_samples,), default=None
-        Row weights.
+    {training_rows}
     trajectory : {"gradient_descent", "path", "fitted"}, default="gradient_descent"
         Points of training at which gradients are taken (see :func:`cosine_affinity`).
-    n_steps : int, default=100
-        Gradient-descent steps (``trajectory="gradient_descent"``).
-    n_points : int, default=10
-        Trajectory points averaged over.
+    {trajectory_steps}
     X_val : array-like, default=None
         Validation rows for the true gains (needed when ``n_train_groups > 0``).
     y_val : array-like, default=None
@@ -257,6 +261,11 @@ def etap_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
         ``[source, target]``, tasks in the model's ``tasks_`` order.
     details : dict
         Only with ``return_details=True``.
+
+    References
+    ----------
+    {ref_mtif}
+    {ref_etap}
     """
     objective, points, lr = _points(estimator, X, y, tasks, sample_weight, trajectory,
                                     n_steps, n_points)

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._tasks import target_task_codes, task_folds
 from ..backend import resolve_backend, to_numpy
 from ..base import require_capability
+from ..utils._docstring import DOCS, Substitution
 from ._first_order import FirstOrder
 from ._newton import Newton
 from ._problem import STATIONARITY_TOL, InfluenceProblem
@@ -72,6 +73,7 @@ class _Split:
         self.problem, self.strategy = problem, strategy
 
 
+@Substitution(**DOCS)
 class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Multitask influence of every training row and task on every task's validation loss.
 
@@ -209,6 +211,11 @@ class MTIFInfluence(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     --------
     mtif_sklearn.retrain.loo_effects : The same data-level numbers by refitting.
     mtif_sklearn.retrain.loto_effects : The same task-level numbers by refitting.
+
+    References
+    ----------
+    {ref_mtif}
+    {ref_koh_liang}
 
     Examples
     --------

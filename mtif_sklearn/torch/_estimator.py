@@ -26,12 +26,14 @@ from .._tasks import (
 )
 from ..utils._docstring import (
     DECISION_FUNCTION,
+    DOCS,
     PREDICT,
     PREDICT_LABELS,
     PREDICT_LOG_PROBA,
     PREDICT_PROBA,
     SCORE_ACCURACY,
     SCORE_R2,
+    Substitution,
     doc,
 )
 from ._objective import FunctionalSharedBottom, TorchMultitaskObjective, import_torch, row_loss
@@ -452,6 +454,7 @@ class _TrainingData:
         return total
 
 
+@Substitution(**DOCS)
 class SharedBottomRegressor(RegressorMixin, _BaseSharedBottom):
     """Shared-bottom MLP for multitask regression (paper Example 2), with the MTIF protocol.
 
@@ -544,6 +547,10 @@ class SharedBottomRegressor(RegressorMixin, _BaseSharedBottom):
     SharedBottomClassifier : The same network with cross-entropy.
     SharedBottomAdapter : MTIF for a shared-bottom torch model trained elsewhere.
 
+    References
+    ----------
+    {ref_mtif}
+
     Examples
     --------
     >>> from mtif_sklearn.torch import SharedBottomRegressor
@@ -567,6 +574,7 @@ class SharedBottomRegressor(RegressorMixin, _BaseSharedBottom):
         return r2_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)
 
 
+@Substitution(**DOCS)
 class SharedBottomClassifier(ClassifierMixin, _BaseSharedBottom):
     """Shared-bottom MLP for multitask classification (paper Example 2), with the MTIF protocol.
 
@@ -636,6 +644,10 @@ class SharedBottomClassifier(ClassifierMixin, _BaseSharedBottom):
     See Also
     --------
     SharedBottomRegressor : The same network with the squared error.
+
+    References
+    ----------
+    {ref_mtif}
 
     Examples
     --------

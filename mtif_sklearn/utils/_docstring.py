@@ -138,6 +138,30 @@ DOCS = {
             Progress output when > 0 (a tqdm bar when tqdm is installed).""",
 }
 
+#: Citations (numpydoc "References" entries; numpydoc renames the labels per docstring).
+REFERENCES = {
+    "ref_mtif": """
+        .. [1] Y. Tu, Z. Liu, J. W. Ma and W. Tang. "Measuring Fine-Grained Relatedness in
+           Multitask Learning via Data Attribution". arXiv:2505.21438, 2025.
+           https://arxiv.org/abs/2505.21438""",
+    "ref_koh_liang": """
+        .. [2] P. W. Koh and P. Liang. "Understanding Black-box Predictions via Influence
+           Functions". ICML 2017, PMLR 70:1885-1894.""",
+    "ref_tag": """
+        .. [2] C. Fifty, E. Amid, Z. Zhao, T. Yu, R. Anil and C. Finn. "Efficiently Identifying
+           Task Groupings for Multi-Task Learning". NeurIPS 2021. arXiv:2109.04617.""",
+    "ref_cosine": """
+        .. [2] R. Azorin, M. Gallo, A. Finamore, D. Rossi and P. Michiardi. "'It's a Match!' -
+           A Benchmark of Task Affinity Scores for Joint Learning". arXiv:2301.02873, 2023.""",
+    "ref_etap": """
+        .. [2] A. Ayman, A. Mukhopadhyay and A. Laszka. "Ensemble Prediction of Task Affinity
+           for Efficient Multi-Task Learning". arXiv:2602.18591, 2026.""",
+    "ref_gradtag": """
+        .. [2] D. Li, A. Sharma and H. R. Zhang. "Scalable Multitask Learning Using
+           Gradient-based Estimation of Task Affinity". KDD 2024. arXiv:2409.06091.""",
+}
+DOCS.update(REFERENCES)
+
 PREDICT = """Predict with each row's task model.
 
 Parameters
