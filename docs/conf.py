@@ -45,8 +45,9 @@ extensions = [
 templates_path = ["_templates"]
 autosummary_generate = True
 # Every public method with its parameters on the class page (scikit-learn's layout): autodoc
-# renders the members, numpydoc the "Methods" summary table linking to them.
-autodoc_default_options = {"members": True, "inherited-members": False}
+# renders the members (also those of the package's own base classes and mixins, not those of
+# scikit-learn's BaseEstimator), numpydoc the "Methods" summary table linking to them.
+autodoc_default_options = {"members": True, "inherited-members": "BaseEstimator"}
 autodoc_typehints = "none"
 numpydoc_show_class_members = True
 numpydoc_show_inherited_class_members = False

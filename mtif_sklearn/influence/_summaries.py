@@ -8,11 +8,13 @@ most negative rows per task, or a block of the stored matrix), so memory stays a
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
+from .._tasks import target_task_codes
 from ._strategy import map_chunks
 
-__all__ = ["INFLUENCE_MEMORY_BUDGET", "RowSource", "map_row_chunks", "map_task_chunks",
-           "merge_most_negative", "most_negative"]
+__all__ = ["INFLUENCE_MEMORY_BUDGET", "InfluenceSummariesMixin", "RowSource", "map_row_chunks",
+           "map_task_chunks", "merge_most_negative", "most_negative"]
 
 #: ``store_influence="auto"`` keeps ``influence_`` (n x K) and ``task_influence_`` (K x K, times
 #: the folds) while each takes at most this many bytes (1 GiB = 134 million float64 numbers).
@@ -109,3 +111,97 @@ def merge_most_negative(parts, n_keep):
         valid = picked >= 0
         out_labels[column, valid] = labels[column, picked[valid]]
     return out_labels, merged_values
+
+
+class InfluenceSummariesMixin:
+    """Summaries of a fitted MTIFInfluence that never form the n x K matrix."""
+
+    def _task_weights(self, split, targets, task_weights):
+        """Weights c_k of the target tasks in one split (0 elsewhere and without validation)."""
+        counts = np.bincount(split.problem.val.codes, minlength=len(self.tasks_))
+        weights = np.zeros(len(self.tasks_))
+        weights[targets] = counts[targets] if task_weights == "size" else counts[targets] > 0
+        if task_weights == "size" and weights.sum() > 0:
+            weights /= weights.sum()
+        return weights
+
+    def row_scores(self, target_tasks=None, task_weights="size"):
+        """Each training row's summed effect on the target tasks' validation loss, in O(n p).
+
+        ``score_i = sum_k c_k influence_[i, k]`` over the target tasks, computed from the
+        factor without forming ``influence_`` (first order: ``g_i . u_task(i)``, one product
+        per row; Newton: in chunks). Negative: removing the row is predicted to lower the
+        targets' (weighted) validation loss.
+
+        Parameters
+        ----------
+        target_tasks : label or array-like of labels, default=None
+            Tasks whose validation loss counts (None: all).
+        task_weights : {"size", "equal"}, default="size"
+            "size": c_k = task k's share of the targets' validation rows (the score is the
+            effect on the pooled validation loss); "equal": c_k = 1 (the sum of per-task mean
+            losses; small tasks count as much as large ones).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_train,)
+            One score per row of ``influence_`` (``X``'s rows at ``train_indices_``; every row
+            with ``cv``, averaged over the folds in which it was trained).
+        """
+        check_is_fitted(self, "tasks_")
+        targets = self._targets(target_tasks, task_weights)
+        weights = {id(split): self._task_weights(split, targets, task_weights)
+                   for split in self._splits}
+        scores = np.full(self.train_indices_.size, np.nan)
+
+        def reduce(rows, mean):
+            if mean is not None:
+                scores[rows] = mean[:, 0]
+
+        self._row_map(self._training_sources(self._splits), self.train_indices_.size,
+                      lambda src, local: src.split.strategy.row_scores(
+                          src.objective, local, src.weights[local], weights[id(src.split)])[
+                          :, None], reduce, desc="MTIF row scores")
+        return scores
+
+    def harmful_rows(self, n_rows=10, target_tasks=None):
+        """The rows that hurt each target task most (most negative effects), streamed.
+
+        Parameters
+        ----------
+        n_rows : int, default=10
+            Rows per task at most (only rows with a negative effect are listed).
+        target_tasks : label or array-like of labels, default=None
+            Tasks to list harmful rows for (None: all).
+
+        Returns
+        -------
+        harmful : dict
+            ``{task label: (rows, effects)}``: row indices into ``X`` and their effects on the
+            task, most harmful first (at most ``n_rows``; fewer when fewer rows hurt it).
+        """
+        check_is_fitted(self, "tasks_")
+        targets = self._targets(target_tasks)
+        n_out = self.train_indices_.size
+
+        def compute(source, local):
+            return source.split.problem.finish(source.split.strategy.row_effects(
+                source.objective, local, source.weights[local], columns=targets),
+                allow_nan=True, columns=targets)
+
+        parts = self._row_map(self._training_sources(self._splits), n_out, compute,
+                              lambda rows, mean: most_negative(
+                                  np.full((rows.size, targets.size), np.nan) if mean is None
+                                  else mean, rows, n_rows), desc="MTIF harmful rows")
+        rows, effects = merge_most_negative(parts, n_rows)
+        found = {}
+        for column, task in enumerate(targets):
+            keep = rows[column] >= 0
+            found[self.tasks_[task].item()] = (self.train_indices_[rows[column, keep]],
+                                               effects[column, keep])
+        return found
+
+    def _targets(self, target_tasks, task_weights="size"):
+        if task_weights not in ("size", "equal"):
+            raise ValueError(f"task_weights must be 'size' or 'equal'; got {task_weights!r}.")
+        return target_task_codes(target_tasks, self.tasks_)
