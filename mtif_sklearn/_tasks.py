@@ -139,9 +139,13 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
         raise ValueError(f"{name} must be 1-dimensional (one label per row); got shape "
                          f"{labels.shape}.")
     if labels.shape[0] != n_samples:
+        hint = ("" if labels.shape[0] < n_samples else
+                " Inside a Pipeline after MTIFInfluence: without cv its fit_transform returns "
+                "only the training rows of its validation split; MTIFInfluence(cv=5) returns "
+                "one row per input row.")
         raise ValueError(
             f"{name} has {labels.shape[0]} labels but X has {n_samples} rows; pass exactly "
-            "one task label per row."
+            f"one task label per row.{hint}"
         )
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)):

@@ -11,12 +11,12 @@ it, which defines the diagonal of the task-level matrix consistently with MTIF.
 import numpy as np
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils.parallel import Parallel, delayed
 
 from .backend import to_numpy
 from .base import require_capability
 from .influence._problem import mean_task_losses
 from .utils._docstring import DOCS, Substitution
+from .utils._progress import parallel_map
 
 __all__ = ["group_gains", "loo_effects", "loto_effects", "validation_losses"]
 
@@ -104,7 +104,7 @@ def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, ro
     n_jobs : int, default=None
         Parallel refits through joblib.
     verbose : int, default=0
-        joblib progress messages.
+        A progress bar over the refits when > 0 (tqdm); joblib's messages too when > 1.
 
     Returns
     -------
@@ -126,7 +126,8 @@ def loo_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None, ro
         reduced[row] = 0.0
         return _refit_losses(base, data.with_weights(reduced), val, **options)
 
-    losses = Parallel(n_jobs=n_jobs, verbose=verbose)(delayed(without)(r) for r in rows)
+    losses = parallel_map(without, rows, n_jobs=n_jobs, verbose=verbose,
+                          desc="leave-one-out refits")
     return np.asarray(losses).reshape(len(rows), -1) - reference
 
 
@@ -150,7 +151,7 @@ def loto_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None,
     n_jobs : int, default=None
         Parallel refits through joblib.
     verbose : int, default=0
-        joblib progress messages.
+        A progress bar over the refits when > 0 (tqdm); joblib's messages too when > 1.
 
     Returns
     -------
@@ -167,9 +168,10 @@ def loto_effects(estimator, X, y, X_val, y_val, *, tasks=None, tasks_val=None,
                                         tasks_val)
     reference = _losses_on(model, val)
     options = {"task_weight_sum": model.task_weight_sum_, "init": model._mtif_warm_start()}
-    losses = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_refit_losses)(base, data, val, dropped_tasks=[task], **options)
-        for task in range(data.n_tasks))
+    losses = parallel_map(
+        lambda task: _refit_losses(base, data, val, dropped_tasks=[task], **options),
+        range(data.n_tasks), n_jobs=n_jobs, verbose=verbose,
+        desc="leave-one-task-out refits")
     return np.asarray(losses) - reference
 
 
@@ -217,7 +219,7 @@ def group_gains(estimator, X, y, X_val, y_val, groups, *, tasks=None, tasks_val=
     n_jobs : int, default=None
         Parallel refits through joblib (one per group and one per task).
     verbose : int, default=0
-        joblib progress messages.
+        A progress bar over the refits when > 0 (tqdm); joblib's messages too when > 1.
 
     Returns
     -------
@@ -242,8 +244,8 @@ def group_gains(estimator, X, y, X_val, y_val, groups, *, tasks=None, tasks_val=
             raise ValueError(f"groups name unknown task(s) {unknown[:5]}.")
         group_codes.append(np.unique([codes_of[t] for t in members]))
     jobs = group_codes + [np.array([k]) for k in range(len(all_tasks))]
-    results = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_fit_on_tasks)(base, data, val, group) for group in jobs)
+    results = parallel_map(lambda group: _fit_on_tasks(base, data, val, group), jobs,
+                           n_jobs=n_jobs, verbose=verbose, desc="group refits")
     single = np.array([results[len(groups) + k][k] for k in range(len(all_tasks))])
     group_losses = np.full((len(groups), len(all_tasks)), np.nan)
     for g, result in enumerate(results[:len(groups)]):

@@ -8,7 +8,7 @@ the objective without the row or task. :class:`~mtif_sklearn.MTIFInfluence` only
 
 from abc import ABC, abstractmethod
 
-from sklearn.utils.parallel import Parallel, delayed
+from ..utils._progress import parallel_map
 
 __all__ = ["RemovalStrategy", "map_chunks"]
 
@@ -26,27 +26,8 @@ def map_chunks(func, n_items, chunk_size, *, n_jobs=None, verbose=0, desc=None):
     chunk_size = max(1, int(chunk_size))
     chunks = [slice(start, min(start + chunk_size, n_items))
               for start in range(0, n_items, chunk_size)]
-    results = Parallel(n_jobs=n_jobs, require="sharedmem", return_as="generator",
-                       verbose=max(0, verbose - 1))(delayed(func)(chunk) for chunk in chunks)
-    progress = _progress(len(chunks), verbose, desc)
-    out = []
-    for result in results:
-        out.append(result)
-        if progress is not None:
-            progress.update(1)
-    if progress is not None:
-        progress.close()
-    return out
-
-
-def _progress(total, verbose, desc):
-    if verbose <= 0 or total <= 1:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional: no bar
-        return None
-    return tqdm(total=total, desc=desc, unit="chunk", leave=False)
+    return parallel_map(func, chunks, n_jobs=n_jobs, verbose=verbose, desc=desc,
+                        require="sharedmem")
 
 
 class RemovalStrategy(ABC):

@@ -236,3 +236,18 @@ def test_logistic_cross_fitting_runs_with_string_labels():
                                                                                 tasks=labels)
     assert inf.task_influence_se_.shape == (3, 3)
     assert np.all(inf.task_influence_se_ >= 0) and np.any(inf.task_influence_se_ > 0)
+
+
+def test_mid_pipeline_use_explains_the_row_count_and_cv_fixes_it(data):
+    import sklearn
+    from sklearn.pipeline import Pipeline
+
+    X, y, tasks = data
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = Pipeline([("influence", MTIFInfluence(MultitaskRidge(), random_state=0)),
+                         ("model", MultitaskRidge())])
+        # Without cv the influence step outputs n_train rows: the next step gets n tasks.
+        with pytest.raises(ValueError, match=r"MTIFInfluence\(cv=5\) returns one row per"):
+            pipe.fit(X, y, tasks=tasks)
+        pipe.set_params(influence__cv=5).fit(X, y, tasks=tasks)
+    assert pipe[-1].coef_.shape == (4, 4)  # the next model saw one row of effects per row
