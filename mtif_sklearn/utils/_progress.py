@@ -30,9 +30,16 @@ def parallel_map(func, items, *, n_jobs=None, verbose=0, desc=None, require=None
     results : list
     """
     items = list(items)
-    results = Parallel(n_jobs=n_jobs, require=require, return_as="generator",
-                       verbose=max(0, verbose - 1))(delayed(func)(item) for item in items)
     bar = _bar(len(items), verbose, desc)
+    parallel = Parallel(n_jobs=n_jobs, require=require, verbose=max(0, verbose - 1),
+                        return_as="list" if bar is None else "generator")
+    try:
+        results = parallel(delayed(func)(item) for item in items)
+    except ValueError as exc:  # e.g. joblib < 1.4's dask backend yields no generator
+        if "return_as" not in str(exc):
+            raise
+        results = Parallel(n_jobs=n_jobs, require=require, verbose=max(0, verbose - 1))(
+            delayed(func)(item) for item in items)
     out = []
     for result in results:
         out.append(result)
