@@ -539,6 +539,29 @@ class TaskData:
         subset.codes = np.searchsorted(task_codes, subset.codes)
         return subset
 
+    def record_on(self, estimator, task_weight_sum=None):
+        """Set on ``estimator`` what a model fitted on these rows records (``_mtif_fit``).
+
+        The validated attributes (``fitted_attributes``), ``tasks_`` and ``task_weight_sum_``:
+        n_k of every task, given (a refit that keeps the full-data normalisers, eq. 5) or the
+        per-task sums of ``sample_weight``, each of which must be positive.
+        """
+        for name, value in self.fitted_attributes.items():
+            if value is None:
+                estimator.__dict__.pop(name, None)
+            else:
+                setattr(estimator, name, value)
+        estimator.tasks_ = self.task_labels
+        if task_weight_sum is None:
+            task_weight_sum = self.task_counts(self.sample_weight)
+            empty = np.flatnonzero(task_weight_sum <= 0)
+            if empty.size:
+                raise ValueError(
+                    f"Task(s) {self.task_labels[empty].tolist()[:5]} have total sample_weight "
+                    "0; give each task some positive weight or drop its rows."
+                )
+        estimator.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
+
     def task_counts(self, weights=None):
         """Rows (or summed ``weights``) of every task, (n_tasks,)."""
         return np.bincount(self.codes, weights=weights, minlength=self.n_tasks)

@@ -283,19 +283,7 @@ class SharedBottomAdapter(BaseEstimator):
 
     def _mtif_fit(self, data, *, task_weight_sum=None):
         """Record the tasks and the normalisers n_k (the network is already trained)."""
-        for name, value in data.fitted_attributes.items():
-            if value is None:
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, value)
-        self.tasks_ = data.task_labels
-        if task_weight_sum is None:
-            task_weight_sum = data.task_counts(data.sample_weight)
-        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
-        empty = np.flatnonzero(self.task_weight_sum_ <= 0)
-        if empty.size:
-            raise ValueError(f"Heads {self.tasks_[empty].tolist()[:5]} have no training rows "
-                             "(total weight 0); every head's task needs rows.")
+        data.record_on(self, task_weight_sum)
         return self
 
     def _mtif_refit(self, data, *, task_weight_sum=None, dropped_tasks=(), init=None):

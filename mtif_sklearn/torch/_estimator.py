@@ -183,22 +183,9 @@ class _BaseSharedBottom(BaseEstimator):
         self._validate_params()
         torch = import_torch()
         hidden = self._hidden_sizes()
-        for name, value in data.fitted_attributes.items():
-            if value is None:
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, value)
-        self.tasks_ = data.task_labels
+        data.record_on(self, task_weight_sum)
         codes, n_tasks, n_samples = data.codes, data.n_tasks, data.n_samples
         sample_weight = data.sample_weight
-        if task_weight_sum is None:
-            task_weight_sum = data.task_counts(sample_weight)
-            empty = np.flatnonzero(task_weight_sum <= 0)
-            if empty.size:
-                raise ValueError(
-                    f"Task(s) {self.tasks_[empty].tolist()[:5]} have total sample_weight 0; "
-                    "give each task some positive weight or drop its rows.")
-        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
