@@ -31,22 +31,19 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.linalg
 from sklearn.base import _fit_context, clone
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from .._arrow import NotPositiveDefiniteError, factor_arrow, solve_task_blocks
 from .._tasks import target_task_codes, task_folds
 from ..base import Params, require_capability
 from ..influence import MTIFInfluence
 from ._base import BaseSelector
+from ._rows import _take
 
 __all__ = ["TaskSelector", "drop_matrix"]
-
-
-def _take(values, rows):
-    return None if values is None else _safe_indexing(values, rows)
 
 
 def drop_matrix(task_influence, task_influence_se=None, *, threshold=0.0, target_codes=None):
@@ -407,12 +404,7 @@ class TaskSelector(BaseSelector):
                 "tasks share parameters at prediction time, so per-target models cannot be "
                 "combined into one. Use MTIFInfluence(cv=5).task_influence_ and train each "
                 "target with its sources yourself.")
-        X, y = self._validate_X(X, y, reset=True)
-        routed = self._routed_params("fit", tasks=tasks, sample_weight=sample_weight)
-        sample_weight = routed.get("sample_weight")
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                                 ensure_non_negative=True)
+        X, y, sample_weight = self._fit_inputs(X, y, tasks, sample_weight)
         template = clone(self.estimator)
         data = template._mtif_data(X, y, tasks, sample_weight, reset=True)
         self.tasks_ = np.asarray(data.task_labels)
