@@ -1,12 +1,13 @@
 """mtif-sklearn: MultiTask Influence Functions for scikit-learn.
 
-Which tasks help or hurt each other, which training rows cause negative transfer, and a
-selector that removes them; exact arrow-Hessian solves on NumPy/SciPy or CuPy.
+Which tasks help or hurt each other, which training rows cause negative transfer, selectors
+that drop harmful rows or choose which tasks each task is trained with; exact arrow-Hessian
+solves on NumPy/SciPy or CuPy.
 """
 
 from .influence import MTIFInfluence
 from .linear import MultitaskLogistic, MultitaskRidge
-from .selection import NegativeTransferSelector
+from .selection import NegativeTransferSelector, TaskSelector
 
 __version__ = "0.1.0"
 
@@ -15,5 +16,6 @@ __all__ = [
     "MultitaskLogistic",
     "MultitaskRidge",
     "NegativeTransferSelector",
+    "TaskSelector",
     "__version__",
 ]

@@ -4,8 +4,9 @@ Commands
 --------
 ``score-tasks DATA``
     Fit a multitask model on the file, measure every task's and every row's influence on every
-    task's validation loss (MTIFInfluence), print the task table and write it (CSV, heatmap PNG)
-    with the most harmful rows.
+    task's validation loss (MTIFInfluence, cross-fitted over ``--cv`` folds: mean and standard
+    error), print the task table and write it (CSV with standard errors and task sizes,
+    heatmap PNG marking the uncertain cells) with the most harmful rows.
 ``select DATA``
     Run NegativeTransferSelector: write the kept rows, the removed rows with their scores and a
     per-task before/after table.
@@ -626,7 +627,7 @@ def _shell_word(text):
 
 
 # -- printing -----------------------------------------------------------------------------------
-def format_task_table(matrix, labels, *, top=10):
+def format_task_table(matrix, labels, *, top=10, standard_errors=None, sizes=None, n_se=2.0):
     """Readable summary of a task-influence matrix: ranked pairs and (few tasks) the matrix.
 
     Parameters
@@ -637,6 +638,13 @@ def format_task_table(matrix, labels, *, top=10):
         Task names.
     top : int, default=10
         Pairs listed per direction.
+    standard_errors : ndarray of shape (n_tasks, n_tasks), default=None
+        Standard errors of ``matrix`` (cross-fitting): printed next to every pair, and pairs
+        within ``n_se`` of them of 0 are marked ``~``.
+    sizes : sequence of int, default=None
+        Rows of every task, printed next to every pair (source rows / target rows).
+    n_se : float, default=2.0
+        The margin of the ``~`` mark, in standard errors.
 
     Returns
     -------
@@ -645,22 +653,39 @@ def format_task_table(matrix, labels, *, top=10):
     """
     names = [_show(t) for t in labels]
     n_tasks = len(names)
-    pairs = [(matrix[source, target], names[source], names[target])
+    pairs = [(matrix[source, target], source, target)
              for source in range(n_tasks) for target in range(n_tasks)
              if source != target and np.isfinite(matrix[source, target])]
     pairs.sort(key=lambda item: item[0])
     lines = ["Task influence: effect on task k's validation loss of removing task l,",
-             "V_k(without l) - V_k(with everything). Positive: l HELPS k. Negative: l HURTS k.",
-             ""]
+             "V_k(without l) - V_k(with everything). Positive: l HELPS k. Negative: l HURTS k."]
+    if standard_errors is not None:
+        lines.append(f"'+-': standard error over the folds; '~': within {n_se:g} standard "
+                     "errors of 0 (no clear effect).")
+    if sizes is not None:
+        lines.append("[rows of l / rows of k]: effects of small tasks are the least certain.")
+    lines.append("")
     hurts = [p for p in pairs if p[0] < 0][:top]
     helps = [p for p in pairs[::-1] if p[0] > 0][:top]
     width = max([len(n) for n in names] + [4])
+
+    def pair_line(value, source, target):
+        line = f"  {names[source]:>{width}} -> {names[target]:<{width}} {value:+.4g}"
+        if standard_errors is None and sizes is None:
+            return line
+        line = f"  {names[source]:>{width}} -> {names[target]:<{width}} {value:>+10.4g}"
+        if standard_errors is not None:
+            se = standard_errors[source, target]
+            mark = "~" if np.isfinite(se) and abs(value) < n_se * se else " "
+            line += f" +- {se:<8.2g}{mark}"
+        if sizes is not None:
+            line += f" [{sizes[source]} / {sizes[target]}]"
+        return line
+
     lines.append("Strongest negative transfer (l hurts k), strongest first:")
-    lines += [f"  {source:>{width}} -> {target:<{width}} {value:+.4g}"
-              for value, source, target in hurts] or ["  (none)"]
+    lines += [pair_line(*pair) for pair in hurts] or ["  (none)"]
     lines.append("Strongest help (l helps k), strongest first:")
-    lines += [f"  {source:>{width}} -> {target:<{width}} {value:+.4g}"
-              for value, source, target in helps] or ["  (none)"]
+    lines += [pair_line(*pair) for pair in helps] or ["  (none)"]
 
     off = matrix.astype(np.float64).copy()
     np.fill_diagonal(off, np.nan)
@@ -859,6 +884,19 @@ def _prepare(args, min_task_rows, outputs):
     return table, data
 
 
+def _score_folds(args, data, print_fn):
+    """Folds of score-tasks' cross-fitting: ``--cv``, fewer when a task has fewer rows (at
+    least 2, which every task has); None for ``--cv 0`` (one validation split)."""
+    if not args.cv:
+        return None
+    smallest_task, smallest = min(data["task_rows"].items(), key=lambda item: item[1])
+    if smallest >= args.cv:
+        return args.cv
+    print_fn(f"  cross-fitting over {smallest} folds instead of --cv {args.cv}: task "
+             f"{_show(smallest_task)} has {smallest} rows")
+    return smallest
+
+
 def score_tasks(args, print_fn=print):
     """The ``score-tasks`` command; returns the fitted MTIFInfluence."""
     import pandas as pd
@@ -874,11 +912,14 @@ def score_tasks(args, print_fn=print):
                                      table.frame.columns)
         _describe(data, args, print_fn)
         progress.step()
+        cv = _score_folds(args, data, print_fn)
         influence = MTIFInfluence(_make_model(args), validation_fraction=args.validation_fraction,
-                                  damping=args.damping, random_state=args.random_state)
+                                  cv=cv, damping=args.damping, random_state=args.random_state)
         with _quiet_nan_warnings():
             influence.fit(data["X"], data["y"], tasks=data["tasks"])
         matrix = np.asarray(influence.task_influence_, dtype=np.float64)
+        errors = (None if cv is None
+                  else np.asarray(influence.task_influence_se_, dtype=np.float64))
         effects = np.asarray(influence.influence_, dtype=np.float64)
         _check_finite("task influence values", matrix)
         _check_finite("row effects", effects)
@@ -890,12 +931,16 @@ def score_tasks(args, print_fn=print):
         corner = _output_names(["removed_task"], map(str, escaped))[0]
         table_csv = pd.DataFrame(matrix, index=pd.Index(escaped, name=corner),
                                  columns=[str(t) for t in escaped])
+        se = np.full_like(matrix, np.nan) if errors is None else errors
         pairs = pd.DataFrame([(escaped[source], escaped[target], matrix[source, target],
+                               se[source, target],
+                               None if errors is None else bool(
+                                   abs(matrix[source, target]) < 2 * se[source, target]),
                                sizes[source], sizes[target])
                               for source in range(len(labels))
                               for target in range(len(labels)) if source != target],
-                             columns=["removed_task", "target_task", "effect",
-                                      "removed_task_rows", "target_task_rows"])
+                             columns=["removed_task", "target_task", "effect", "standard_error",
+                                      "within_2_se", "removed_task_rows", "target_task_rows"])
         pairs = pairs.sort_values("effect", kind="stable")
 
         rows = influence.train_indices_
@@ -917,10 +962,12 @@ def score_tasks(args, print_fn=print):
     finally:
         progress.close()
     print_fn("")
-    print_fn(format_task_table(matrix, labels, top=args.top))
+    print_fn(format_task_table(matrix, labels, top=args.top, standard_errors=errors,
+                               sizes=sizes))
     print_fn("")
-    print_fn(f"Most harmful training rows (summed effect on all tasks' validation loss; "
-             f"row id = 0-based data row of {Path(args.data).name}):")
+    print_fn("Most harmful training rows (summed effect on all tasks' validation loss"
+             + ("" if cv is None else f", averaged over the {cv - 1} folds that trained it")
+             + f"; row id = 0-based data row of {Path(args.data).name}):")
     for row_id, value, task in zip(harmful_ids[:args.top], total[order][:args.top],
                                    row_tasks[order][:args.top], strict=False):
         print_fn(f"  row {row_id:>6} (task {_show(task)}): {value:+.4g}")
@@ -1239,7 +1286,7 @@ def _add_data_arguments(parser):
                         "standardised (default: onehot)")
     parser.add_argument("--validation-fraction", type=_fraction, default=0.2, metavar="F",
                         help="fraction of every task's rows held out for validation "
-                        "(score-tasks; select with --cv 0) (default: 0.2)")
+                        "with --cv 0 (default: 0.2)")
     parser.add_argument("--damping", type=_non_negative, default=0.0,
                         help="added to the Hessian diagonal (only for ill-posed fits)")
     parser.add_argument("--drop-small-tasks", action="store_true",
@@ -1275,9 +1322,13 @@ def build_parser():
     score = commands.add_parser(
         "score-tasks", help="task-influence matrix and most harmful rows of a data file",
         description="Fit a multitask model, print which tasks help or hurt which (strongest "
-        "first) and write task_influence.csv, task_pairs.csv, task_influence.png and "
-        "harmful_rows.csv to --out.")
+        "first; cross-fitted over --cv folds, with standard errors and task sizes) and write "
+        "task_influence.csv, task_pairs.csv, task_influence.png and harmful_rows.csv to --out.")
     _add_data_arguments(score)
+    score.add_argument("--cv", type=int, default=5,
+                       help="folds of the cross-fitted scores (mean and standard error over "
+                       "the folds; fewer when a task has fewer rows); 0: one "
+                       "--validation-fraction split (default: 5)")
     score.add_argument("--top-rows", type=int, default=50, metavar="N",
                        help="rows written to harmful_rows.csv (default: 50)")
     score.add_argument("--out", default="mtif_output", metavar="DIR",
@@ -1332,7 +1383,7 @@ def main(argv=None):
     if args.command in ("score-tasks", "select"):
         if args.top < 1 or getattr(args, "top_rows", 1) < 1:
             problem = "--top and --top-rows must be at least 1"
-        elif args.command == "select" and (args.cv == 1 or args.cv < 0):
+        elif args.cv == 1 or args.cv < 0:
             problem = "--cv must be 0 (one validation split) or at least 2"
     if problem:
         parser.print_usage(sys.stderr)

@@ -570,3 +570,94 @@ def test_task_pairs_carry_the_task_sizes(tmp_path, capsys):
     size = {"a": 4, "b": 7, "c": 4}
     assert (pairs["removed_task_rows"] == pairs["removed_task"].map(size)).all()
     assert (pairs["target_task_rows"] == pairs["target_task"].map(size)).all()
+
+
+# -- issue 15: uncertainty where users read task scores ------------------------------------------
+def test_score_tasks_cross_fits_and_writes_standard_errors_next_to_every_pair(shop_csv, tmp_path,
+                                                                             capsys):
+    out = tmp_path / "o"
+    status, stdout, stderr = _run(["score-tasks", shop_csv, "--task-column", "store",
+                                   "--target", "sales", "--out", out, "--no-progress"], capsys)
+    assert status == 0, stderr
+    pairs = pd.read_csv(out / "task_pairs.csv")
+    assert list(pairs.columns) == ["removed_task", "target_task", "effect", "standard_error",
+                                   "within_2_se", "removed_task_rows", "target_task_rows"]
+    assert (pairs["standard_error"] > 0).all()
+    np.testing.assert_array_equal(pairs["within_2_se"],
+                                  pairs["effect"].abs() < 2 * pairs["standard_error"])
+    # The printed pairs carry the same numbers: effect, +- standard error, [rows / rows].
+    worst = pairs.iloc[0]
+    line = next(line for line in stdout.splitlines()
+                if line.strip().startswith(f"{worst['removed_task']} -> {worst['target_task']}"))
+    assert f"+- {worst['standard_error']:.2g}" in line and "[40 / 40]" in line
+    assert "'+-': standard error over the folds" in stdout
+    assert "averaged over the 4 folds that trained it" in stdout
+    # every row is scored (each in the 4 folds that trained it), not only a training split
+    harmful = pd.read_csv(out / "harmful_rows.csv", index_col="row_id")
+    assert len(harmful) == 50
+
+
+def test_score_tasks_heatmap_marks_cells_within_two_standard_errors(shop_csv, tmp_path):
+    pytest.importorskip("matplotlib")
+    from mtif_sklearn._cli import build_parser, score_tasks
+    from mtif_sklearn.plotting import TaskInfluenceDisplay
+
+    args = build_parser().parse_args(["score-tasks", str(shop_csv), "--task-column", "store",
+                                      "--target", "sales", "--out", str(tmp_path / "o"),
+                                      "--no-progress"])
+    influence = score_tasks(args, print_fn=lambda *a: None)
+    display = TaskInfluenceDisplay.from_estimator(influence)  # what the PNG is drawn from
+    expected = np.abs(influence.task_influence_) < 2 * influence.task_influence_se_
+    np.fill_diagonal(expected, False)
+    np.testing.assert_array_equal(display.uncertain_ & ~np.eye(6, dtype=bool), expected)
+    assert expected.any() and (tmp_path / "o" / "task_influence.png").stat().st_size > 0
+
+
+def test_score_tasks_cv_0_is_one_split_without_standard_errors(shop_csv, tmp_path, capsys):
+    out = tmp_path / "o"
+    status, stdout, stderr = _run(["score-tasks", shop_csv, "--task-column", "store",
+                                   "--target", "sales", "--cv", "0", "--out", out,
+                                   "--no-progress"], capsys)
+    assert status == 0, stderr
+    pairs = pd.read_csv(out / "task_pairs.csv")
+    assert pairs["standard_error"].isna().all() and pairs["within_2_se"].isna().all()
+    assert "+-" not in stdout and "[40 / 40]" in stdout
+
+
+def test_score_tasks_uses_fewer_folds_for_small_tasks_and_refuses_cv_1(tmp_path, capsys):
+    data = tmp_path / "shop.csv"
+    _tiny_csv(data, ["a", "b", "c"], n_per_task=4)
+    status, stdout, stderr = _run(["score-tasks", data, "--task-column", "store", "--target",
+                                   "sales", "--out", tmp_path / "o", "--no-progress"], capsys)
+    assert status == 0, stderr
+    assert "cross-fitting over 4 folds instead of --cv 5: task a has 4 rows" in stdout
+    status, _, stderr = _run(["score-tasks", data, "--task-column", "store", "--target",
+                              "sales", "--cv", "1", "--out", tmp_path / "o"], capsys)
+    assert status == 2 and "--cv must be 0 (one validation split) or at least 2" in stderr
+
+
+def test_demo_shows_a_task_selection_decision_and_its_held_out_effect(tmp_path):
+    from mtif_sklearn._demo import make_demo_data, make_demo_test_data, run_demo
+
+    lines = []
+    run_demo(tmp_path, 0, print_fn=lambda *parts: lines.append(" ".join(map(str, parts))))
+    text = "\n".join(lines)
+    assert "Task selection: TaskSelector(MultitaskRidge(alpha=0.05))" in text
+    section = text.split("Held-out MSE of the tasks trained without some others")[1]
+    rows = [line.split() for line in section.splitlines()[2:] if "tasks [" in line]
+    assert rows, "at least one target is trained without some tasks on the demo data"
+    # The printed change is the held-out MSE of the selector minus the all-together model's.
+    from mtif_sklearn import MultitaskRidge, TaskSelector
+
+    X, y, tasks, _, _ = make_demo_data(0)
+    X_test, y_test, tasks_test = make_demo_test_data(random_state=0)
+    selector = TaskSelector(MultitaskRidge(alpha=0.05), random_state=0).fit(X, y, tasks=tasks)
+    together = MultitaskRidge(alpha=0.05).fit(X, y, tasks=tasks)
+    for row in rows:
+        task = int(row[0])
+        keep = tasks_test == task
+        change = (np.mean((selector.predict(X_test[keep], tasks=tasks_test[keep])
+                           - y_test[keep]) ** 2)
+                  - np.mean((together.predict(X_test[keep], tasks=tasks_test[keep])
+                             - y_test[keep]) ** 2))
+        assert float(row[3]) == pytest.approx(change, abs=6e-4)  # printed to 3 decimals

@@ -1,6 +1,6 @@
 """Task grouping from a task-affinity matrix."""
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.cluster import SpectralClustering
@@ -9,13 +9,56 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 __all__ = ["group_tasks", "grouping_score"]
 
 
-def _check_affinity(affinity):
+def _check_affinity(affinity, name="affinity"):
     A = np.asarray(affinity, dtype=np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"affinity must be a square (n_tasks, n_tasks) matrix; got {A.shape}.")
+        raise ValueError(f"{name} must be a square (n_tasks, n_tasks) matrix; got {A.shape}.")
     if not np.all(np.isfinite(A)):
-        raise ValueError("affinity has NaN or infinite entries; fill or drop them first.")
+        raise ValueError(f"{name} has NaN or infinite entries; fill or drop them first.")
     return A
+
+
+def _affinity_and_errors(affinity, standard_errors):
+    """The matrix and its standard errors from arrays or a fitted (cross-fitted) MTIFInfluence."""
+    if hasattr(affinity, "task_influence_") or hasattr(affinity, "fit"):
+        if not hasattr(affinity, "task_influence_"):
+            raise ValueError(f"{type(affinity).__name__} is not fitted: fit it first, or pass a "
+                             "(n_tasks, n_tasks) affinity matrix.")
+        if standard_errors is None:
+            standard_errors = getattr(affinity, "task_influence_se_", None)
+        affinity = affinity.task_influence_
+    A = _check_affinity(affinity)
+    if standard_errors is None:
+        return A, None
+    se = _check_affinity(standard_errors, "standard_errors")
+    if se.shape != A.shape:
+        raise ValueError(f"standard_errors has shape {se.shape}, the affinity {A.shape}.")
+    if np.any(se < 0):
+        raise ValueError("standard_errors must be >= 0.")
+    return A, se
+
+
+def _shrink_by_standard_errors(affinity, standard_errors, n_se):
+    """Soft-threshold every entry towards 0 by ``n_se`` standard errors.
+
+    ``sign(a) * max(|a| - n_se * se, 0)``: entries within ``n_se`` standard errors of 0 become
+    0 (no evidence either way) and the others keep only their part beyond that margin, so that
+    noisy entries (small tasks, unstable folds) weigh less in the grouping.
+
+    Parameters
+    ----------
+    affinity : ndarray of shape (n_tasks, n_tasks)
+        Mean affinity (e.g. the cross-fitted ``task_influence_``).
+    standard_errors : ndarray of shape (n_tasks, n_tasks)
+        Its standard errors (``task_influence_se_``).
+    n_se : float
+        Margin in standard errors.
+
+    Returns
+    -------
+    shrunk : ndarray of shape (n_tasks, n_tasks)
+    """
+    return np.sign(affinity) * np.maximum(np.abs(affinity) - n_se * standard_errors, 0.0)
 
 
 def grouping_score(affinity, labels):
@@ -75,12 +118,14 @@ def _stirling2(n, k):
 
 
 @validate_params(
-    {"affinity": ["array-like"], "n_groups": [Interval(Integral, 1, None, closed="left")],
+    {"affinity": "no_validation",
+     "n_groups": [Interval(Integral, 1, None, closed="left")],
+     "standard_errors": ["array-like", None], "n_se": [Interval(Real, 0, None, closed="left")],
      "method": [StrOptions({"spectral", "exhaustive"})], "random_state": ["random_state"],
      "max_partitions": [Interval(Integral, 1, None, closed="left")]},
     prefer_skip_nested_validation=True)
-def group_tasks(affinity, n_groups, *, method="spectral", random_state=None,
-                max_partitions=2_000_000):
+def group_tasks(affinity, n_groups, *, standard_errors=None, n_se=1.0, method="spectral",
+                random_state=None, max_partitions=2_000_000):
     """Split the tasks into ``n_groups`` groups to train together, from a task-affinity matrix.
 
     ``method="spectral"``: scikit-learn's :class:`~sklearn.cluster.SpectralClustering` on the
@@ -94,14 +139,28 @@ def group_tasks(affinity, n_groups, *, method="spectral", random_state=None,
     The semi-definite program of Grad-TAG is not provided (it needs an SDP solver such as
     cvxpy, which is not a dependency).
 
+    With standard errors (``standard_errors=``, or a cross-fitted
+    :class:`~mtif_sklearn.MTIFInfluence` passed as ``affinity``), every entry is first shrunk
+    towards 0 by ``n_se`` standard errors, ``sign(a) * max(|a| - n_se * se, 0)``: entries that
+    the folds do not agree on carry no weight, so that a small task's large but noisy scores do not
+    decide the groups. Task scores from one validation split are mostly split noise
+    (DESIGN.md); group from cross-fitted ones.
+
     Parameters
     ----------
-    affinity : array-like of shape (n_tasks, n_tasks)
+    affinity : array-like of shape (n_tasks, n_tasks) or fitted MTIFInfluence
         ``[source, target]`` affinity, larger = source helps target more (the convention of
         every function in :mod:`mtif_sklearn.affinity` and of ``task_influence_``).
-        The diagonal is ignored.
+        The diagonal is ignored. A fitted :class:`~mtif_sklearn.MTIFInfluence` stands for its
+        ``task_influence_`` (and, with ``cv``, its ``task_influence_se_``).
     n_groups : int
         Number of groups (at most n_tasks).
+    standard_errors : array-like of shape (n_tasks, n_tasks), default=None
+        Standard errors of ``affinity`` (e.g. ``task_influence_se_`` of a cross-fitted
+        MTIFInfluence). None: the affinity is used as it is (or, for an MTIFInfluence, its
+        ``task_influence_se_`` when it has one).
+    n_se : float, default=1.0
+        Shrinkage margin in standard errors (ignored without standard errors).
     method : {"spectral", "exhaustive"}, default="spectral"
         Clustering method.
     random_state : int, RandomState instance or None, default=None
@@ -114,7 +173,9 @@ def group_tasks(affinity, n_groups, *, method="spectral", random_state=None,
     labels : ndarray of shape (n_tasks,)
         Group index (0 .. n_groups - 1) of every task, in the affinity's task order.
     """
-    A = _check_affinity(affinity)
+    A, se = _affinity_and_errors(affinity, standard_errors)
+    if se is not None and n_se > 0:
+        A = _shrink_by_standard_errors(A, se, n_se)
     K = A.shape[0]
     if n_groups > K:
         raise ValueError(f"n_groups={n_groups} exceeds the number of tasks ({K}).")

@@ -1,5 +1,6 @@
 """Shared machinery of MultitaskRidge and MultitaskLogistic: validation, task handling, fitting."""
 
+import copy
 import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -29,6 +30,7 @@ class _BaseMultitaskLinear(BaseEstimator):
     _parameter_constraints: dict = {
         "alpha": [Interval(Real, 0, None, closed="neither"), Mapping],
         "shared_alpha": [Interval(Real, 0, None, closed="left")],
+        "intercept_alpha": [Interval(Real, 0, None, closed="left"), Mapping, None],
         "fit_intercept": ["boolean"],
         "task_column": [str, Integral, None],
         "unknown_task": [StrOptions({"error", "shared"})],
@@ -46,25 +48,52 @@ class _BaseMultitaskLinear(BaseEstimator):
         """Task codes for prediction-time rows (-1 means: use the shared model)."""
         return prediction_task_codes(self, labels, n_samples, unknown=unknown)
 
-    def _alpha_per_task(self, tasks_):
-        if isinstance(self.alpha, Mapping):
-            missing = [t for t in tasks_.tolist() if t not in self.alpha]
+    @staticmethod
+    def _strength_per_task(name, value, tasks_, *, zero_allowed):
+        """One tie strength per task from a float or a {task label: value} mapping."""
+        if isinstance(value, Mapping):
+            missing = [t for t in tasks_.tolist() if t not in value]
             if missing:
                 raise ValueError(
-                    f"alpha is a dict but has no value for task(s) {missing[:5]}; give every "
+                    f"{name} is a dict but has no value for task(s) {missing[:5]}; give every "
                     "task a strength, or pass one float for all."
                 )
-            values = [self.alpha[t] for t in tasks_.tolist()]
+            values = [value[t] for t in tasks_.tolist()]
             bad = [(t, v) for t, v in zip(tasks_.tolist(), values, strict=True)
                    if not isinstance(v, Real) or isinstance(v, bool) or not np.isfinite(v)
-                   or v <= 0]
+                   or v < 0 or (v == 0 and not zero_allowed)]
             if bad:
+                bound = ">= 0" if zero_allowed else "> 0"
                 raise ValueError(
-                    "Every alpha value must be a finite number > 0; got "
-                    + ", ".join(f"alpha[{t!r}]={v!r}" for t, v in bad[:5]) + "."
+                    f"Every {name} value must be a finite number {bound}; got "
+                    + ", ".join(f"{name}[{t!r}]={v!r}" for t, v in bad[:5]) + "."
                 )
             return np.asarray(values, dtype=np.float64)
-        return np.full(len(tasks_), float(self.alpha))
+        return np.full(len(tasks_), float(value))
+
+    def _alpha_per_task(self, tasks_):
+        return self._strength_per_task("alpha", self.alpha, tasks_, zero_allowed=False)
+
+    def _intercept_alpha_per_task(self, tasks_):
+        """The tie of every task's intercept b_k to the shared c (None: the task's alpha)."""
+        intercept_alpha = getattr(self, "intercept_alpha", None)
+        if intercept_alpha is None:
+            return self._alpha_per_task(tasks_)
+        return self._strength_per_task("intercept_alpha", intercept_alpha, tasks_,
+                                       zero_allowed=True)
+
+    def _intercepts_free(self, tasks_):
+        """True when no task's intercept is tied to c: c then enters no term of the objective.
+
+        The objective is then flat in c (its Schur complement singular), so c is pinned at 0 by
+        a penalty of its own (see :meth:`_objective`) and ``shared_intercept_`` reports the
+        n_k-weighted mean task intercept instead, which is what ``unknown_task="shared"``
+        predicts with.
+        """
+        return bool(self.fit_intercept) and not np.any(self._intercept_alpha_per_task(tasks_) > 0)
+
+    def _check_free_intercepts(self, data):
+        """Raise when a free intercept has no finite optimum (the logistic loss overrides)."""
 
     def _encode_targets(self, y, *, reset):
         """Targets in the loss's own coding (float for ridge, 0/1 for logistic)."""
@@ -80,16 +109,36 @@ class _BaseMultitaskLinear(BaseEstimator):
             )
         return self._mtif_fit(self._mtif_data(X, y, tasks, sample_weight, reset=True))
 
-    def _objective(self, data, row_weights):
-        """The objective on the rows of ``data`` with the given row weights."""
+    def _objective(self, data, row_weights, active=None):
+        """The objective on the rows of ``data`` with the given row weights.
+
+        The tie of every task is ``alpha_k`` on the coefficients and ``intercept_alpha_k`` on
+        the intercept (one (K, q) array), so the fit, the Hessian blocks of the influence and
+        every refit see the same intercept penalty. When no intercept is tied (every
+        ``intercept_alpha_k`` is 0; with ``active`` (bool, K), every active task's), c is in
+        no term of the shared fit and the Hessian's shared block would be singular: c then gets
+        a penalty of its own, ``mean(alpha) c^2``, which fixes it at 0 without touching any
+        other parameter of the shared fit (none depends on c), so the problem stays strictly
+        convex and the task intercepts stay free.
+        """
         X_aug = augment(data.X, self.fit_intercept)
+        shared_alpha = float(self.shared_alpha)
         penalty_mask = np.ones(X_aug.shape[1])
-        if self.fit_intercept:
-            penalty_mask[-1] = 0.0
         alpha = self._alpha_per_task(data.task_labels)
         tie = np.repeat(alpha[:, None], X_aug.shape[1], axis=1)
+        if self.fit_intercept:
+            penalty_mask[-1] = 0.0
+            tie[:, -1] = self._intercept_alpha_per_task(data.task_labels)
+            in_shared_fit = tie[:, -1] if active is None else tie[np.asarray(active, bool), -1]
+            if not np.any(in_shared_fit > 0):
+                pin = float(np.mean(alpha))  # the scale of the other shared curvatures
+                if shared_alpha > 0:
+                    penalty_mask[-1] = pin / shared_alpha
+                else:
+                    shared_alpha, penalty_mask[:] = pin, 0.0
+                    penalty_mask[-1] = 1.0
         return LinearMultitaskObjective(X_aug, data.y, data.codes, row_weights, tie,
-                                        self.shared_alpha, penalty_mask, self._loss)
+                                        shared_alpha, penalty_mask, self._loss)
 
     def _set_parameters(self, params, n_features):
         coef_aug, shared_aug = params
@@ -98,6 +147,9 @@ class _BaseMultitaskLinear(BaseEstimator):
         if self.fit_intercept:
             self.intercept_ = coef_aug[:, n_features].copy()
             self.shared_intercept_ = float(shared_aug[n_features])
+            if self._intercepts_free(self.tasks_):  # c is pinned at 0 in the objective
+                self.shared_intercept_ = float(np.average(self.intercept_,
+                                                          weights=self.task_weight_sum_))
         else:
             self.intercept_ = np.zeros(coef_aug.shape[0])
             self.shared_intercept_ = 0.0
@@ -105,7 +157,10 @@ class _BaseMultitaskLinear(BaseEstimator):
     def _parameters_augmented(self):
         if self.fit_intercept:
             coef = np.hstack([self.coef_, self.intercept_[:, None]])
-            shared = np.append(self.shared_coef_, self.shared_intercept_)
+            # Free intercepts: the objective's c is pinned at 0 (shared_intercept_ is a summary).
+            shared_intercept = 0.0 if self._intercepts_free(self.tasks_) \
+                else self.shared_intercept_
+            shared = np.append(self.shared_coef_, shared_intercept)
         else:
             coef, shared = self.coef_, self.shared_coef_
         return Params(coef, shared)
@@ -206,9 +261,11 @@ class _BaseMultitaskLinear(BaseEstimator):
                     "give each task some positive weight or drop its rows."
                 )
         self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
-        objective = self._objective(data, data.sample_weight / self.task_weight_sum_[data.codes])
+        self._check_free_intercepts(data)
         active = np.ones(n_tasks, dtype=bool)
         active[np.asarray(dropped_tasks, dtype=np.int64)] = False
+        objective = self._objective(data, data.sample_weight / self.task_weight_sum_[data.codes],
+                                    active=active)
         params, n_iter, converged = fit_linear_multitask(
             objective, init, active=active, max_iter=getattr(self, "max_iter", 1),
             tol=getattr(self, "tol", 0.0), task_names=self.tasks_.tolist(),
@@ -242,5 +299,20 @@ class _BaseMultitaskLinear(BaseEstimator):
         """The fitted parameters, to warm-start a refit."""
         return self._mtif_params()
     _mtif_refit = _mtif_fit
-    _mtif_regularisers = ("alpha", "shared_alpha")
+    _mtif_regularisers = ("alpha", "shared_alpha", "intercept_alpha")
     _mtif_exact_fit = True  # fit() reaches the minimum (to round-off / tol)
+
+    def _mtif_with_task_params(self, task_params):
+        """A fitted copy of this model whose task blocks are ``task_params`` (K, q).
+
+        Used by :class:`~mtif_sklearn.TaskSelector` to put every target task's own head (fitted
+        without some source tasks) into one model: a linear model predicts task k from
+        (theta_k, b_k) alone, so the heads of different fits can sit side by side. The shared
+        parameters (what ``unknown_task="shared"`` predicts with) stay those of this model.
+        """
+        check_is_fitted(self)
+        model = copy.deepcopy(self)
+        shared = self._parameters_augmented().shared
+        model._set_parameters(Params(np.asarray(task_params, dtype=np.float64), shared),
+                              self.coef_.shape[1])
+        return model

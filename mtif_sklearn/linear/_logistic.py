@@ -27,7 +27,7 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
     Minimises (paper eq. 2, Example 1, with the logistic loss)::
 
         sum_k [ (1/n_k) sum_i w_ki log(1 + exp(-s_ki (x_ki @ theta_k + b_k)))
-                + alpha_k (||theta_k - gamma||^2 + (b_k - c)^2) ]
+                + alpha_k ||theta_k - gamma||^2 + intercept_alpha_k (b_k - c)^2 ]
         + shared_alpha ||gamma||^2
 
     where ``s_ki`` is +1 for ``classes_[1]`` and -1 for ``classes_[0]``. ``y`` must have exactly
@@ -43,6 +43,14 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
     shared_alpha : float, default=1e-3
         Ridge penalty on the shared coefficients; small but positive so every fit is strictly
         convex (also with all-zero feature columns or separable tasks).
+    intercept_alpha : float, dict or None, default=None
+        Strength >= 0 of the tie of each task's intercept to the shared intercept (dict: per
+        task label). None: the task's ``alpha``; 0: free task intercepts (each task its own
+        base rate; every such task needs rows of both classes, otherwise its intercept has no
+        finite optimum and fit raises). With every intercept free, the shared intercept is
+        fixed at 0 in the fit
+        and ``shared_intercept_`` reports the ``n_k``-weighted mean task intercept, which
+        ``unknown_task="shared"`` predicts with (see :class:`MultitaskRidge`).
     fit_intercept : bool, default=True
         Whether each task (and the shared model) has an intercept.
     task_column : str or int, default=None
@@ -70,7 +78,8 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
     shared_coef_ : ndarray of shape (n_features,)
         Shared coefficients gamma.
     shared_intercept_ : float
-        Shared intercept c.
+        Shared intercept c (with every ``intercept_alpha`` 0: the ``n_k``-weighted mean task
+        intercept).
     tasks_ : ndarray of shape (n_tasks,)
         Sorted task labels seen in fit.
     task_weight_sum_ : ndarray of shape (n_tasks,)
@@ -109,10 +118,11 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
 
     _loss = "log_loss"
 
-    def __init__(self, alpha=0.1, *, shared_alpha=1e-3, fit_intercept=True, task_column=None,
-                 unknown_task="error", tol=1e-8, max_iter=100):
+    def __init__(self, alpha=0.1, *, shared_alpha=1e-3, intercept_alpha=None, fit_intercept=True,
+                 task_column=None, unknown_task="error", tol=1e-8, max_iter=100):
         self.alpha = alpha
         self.shared_alpha = shared_alpha
+        self.intercept_alpha = intercept_alpha
         self.fit_intercept = fit_intercept
         self.task_column = task_column
         self.unknown_task = unknown_task
@@ -140,6 +150,26 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
             raise ValueError(f"y has labels {np.unique(np.asarray(y)[unknown]).tolist()[:5]} "
                              f"that are not among classes_ {self.classes_.tolist()}.")
         return (np.asarray(y) == self.classes_[1]).astype(np.float64)
+
+    def _check_free_intercepts(self, data):
+        """A free intercept (intercept_alpha 0) of a task whose rows are all one class has no
+        finite optimum (its loss keeps falling as b_k -> +-inf): refuse it up front."""
+        if not self.fit_intercept:
+            return
+        free = self._intercept_alpha_per_task(data.task_labels) == 0
+        if not free.any():
+            return
+        weighted = data.sample_weight > 0
+        positives = np.bincount(data.codes[weighted], weights=data.y[weighted],
+                                minlength=data.n_tasks)
+        rows = np.bincount(data.codes[weighted], minlength=data.n_tasks)
+        one_class = free & (rows > 0) & ((positives == 0) | (positives == rows))
+        if one_class.any():
+            raise ValueError(
+                f"Task(s) {data.task_labels[one_class].tolist()[:5]} have rows of one class "
+                "only and a free intercept (intercept_alpha 0): their intercept has no finite "
+                "optimum. Give them a positive intercept_alpha (a dict sets it per task), or "
+                "drop those tasks.")
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, tasks=None, sample_weight=None):

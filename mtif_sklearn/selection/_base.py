@@ -5,6 +5,7 @@ A selector reads the task labels in ``fit`` (its folds are stratified by task) a
 refitted model ``estimator_``.
 """
 
+import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin
 from sklearn.utils import get_tags
 from sklearn.utils.metadata_routing import (
@@ -15,7 +16,7 @@ from sklearn.utils.metadata_routing import (
     process_routing,
 )
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..utils._docstring import (
     DECISION_FUNCTION,
@@ -87,6 +88,20 @@ class BaseSelector(MetaEstimatorMixin, BaseEstimator):
         if _routing_enabled():
             return dict(process_routing(self, method, **params).estimator[method])
         return params
+
+    def _fit_inputs(self, X, y, tasks, sample_weight):
+        """``fit``'s input validated and routed: (X, y, the sample_weight for the inner fits).
+
+        ``sample_weight`` is None unless it was given and (with metadata routing enabled) the
+        inner estimator requests it.
+        """
+        X, y = self._validate_X(X, y, reset=True)
+        sample_weight = self._routed_params("fit", tasks=tasks,
+                                            sample_weight=sample_weight).get("sample_weight")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
+        return X, y, sample_weight
 
     def _validate_X(self, X, y=None, *, reset):
         if task_column(self.estimator) is not None:

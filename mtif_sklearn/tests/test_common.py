@@ -13,7 +13,13 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge, NegativeTransferSelector
+from mtif_sklearn import (
+    MTIFInfluence,
+    MultitaskLogistic,
+    MultitaskRidge,
+    NegativeTransferSelector,
+    TaskSelector,
+)
 
 # --- the registry: every public estimator, its expected failures (each with its reason) -------
 _SELECTOR_WEIGHTS_ARE_NOT_DUPLICATES = (
@@ -74,6 +80,8 @@ def _registry():
         (NegativeTransferSelector(MultitaskLogistic(), random_state=0),
          {"check_sample_weight_equivalence_on_dense_data":
           _SELECTOR_WEIGHTS_ARE_NOT_DUPLICATES}),
+        (TaskSelector(MultitaskRidge(), random_state=0), {}),
+        (TaskSelector(MultitaskLogistic(), random_state=0), {}),
     ]
     if SharedBottomRegressor is not None:
         entries += [
@@ -280,6 +288,7 @@ def test_docstring_checker_detects_missing_sections():
 @pytest.mark.parametrize("module_name", ["mtif_sklearn.linear._ridge",
                                          "mtif_sklearn.linear._logistic",
                                          "mtif_sklearn.selection._rows",
+                                         "mtif_sklearn.selection._tasks_selector",
                                          "mtif_sklearn.influence._mtif",
                                          "mtif_sklearn.datasets._synthetic"])
 def test_module_doctests_pass(module_name):
