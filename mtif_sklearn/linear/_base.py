@@ -245,22 +245,8 @@ class _BaseMultitaskLinear(BaseEstimator):
         their regulariser (eq. 11) and get a head fitted against the resulting shared
         parameters; ``init`` (:class:`~mtif_sklearn.base.Params`) warm-starts Newton.
         """
-        for name, value in data.fitted_attributes.items():
-            if value is None:
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, value)
-        self.tasks_ = data.task_labels
+        data.record_on(self, task_weight_sum)
         n_tasks = data.n_tasks
-        if task_weight_sum is None:
-            task_weight_sum = data.task_counts(data.sample_weight)
-            empty = np.flatnonzero(task_weight_sum <= 0)
-            if empty.size:
-                raise ValueError(
-                    f"Task(s) {self.tasks_[empty].tolist()[:5]} have total sample_weight 0; "
-                    "give each task some positive weight or drop its rows."
-                )
-        self.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
         self._check_free_intercepts(data)
         active = np.ones(n_tasks, dtype=bool)
         active[np.asarray(dropped_tasks, dtype=np.int64)] = False
