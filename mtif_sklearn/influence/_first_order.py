@@ -24,6 +24,7 @@ class FirstOrder(RemovalStrategy):
         self._lock = threading.Lock()
         self._eval_cache = None
         self._score_cache = {}
+        self._row_dot_cache = None
         self._task_gradient_cache = None
 
     def __getstate__(self):  # a lock does not pickle; the cache is rebuilt on use
@@ -57,15 +58,35 @@ class FirstOrder(RemovalStrategy):
         With c the task weights, v = X_shared c (p,) and u_l = c_l z_l - W_l v (q,) per task,
         the weighted sum of effect_k = [k == l] z_k . g^t + x_k . (g^s - W_l^T g^t) is
         ``g^t . u_l + g^s . v`` (the arrow algebra of Proposition 1, summed first).
+
+        An objective with ``row_gradient_dots(params, u, v, rows)`` (the linear models: a
+        row's gradient is its loss derivative times its features, so the dot product is one
+        output at parameters u) gives these for every row in one pass over the data, without
+        forming gradients; the scores of all the objective's rows are kept for the chunks
+        that follow (n numbers).
         """
         u, v = self._score_vectors(task_weights)
         problem = self.problem
-        grad_task, grad_shared = objective.row_gradients(problem.params, rows)
         weights = np.asarray(weights)
+        if hasattr(objective, "row_gradient_dots"):
+            return weights * self._all_row_dots(objective, task_weights, u, v)[rows]
+        grad_task, grad_shared = objective.row_gradients(problem.params, rows)
         scores = np.einsum("mq,mq->m", grad_task, u[objective.codes[rows]])
         if grad_shared is not None:
             scores = scores + grad_shared @ v
         return weights * scores
+
+    def _all_row_dots(self, objective, task_weights, u, v):
+        """``g_i . (u, v)`` of every row of ``objective`` (cached for one objective and one
+        set of task weights: the chunks of one ``row_scores`` call)."""
+        key = (id(objective), np.asarray(task_weights, dtype=np.float64).tobytes())
+        with self._lock:
+            cached = self._row_dot_cache
+            if cached is not None and cached[0] is objective and cached[1] == key:
+                return cached[2]
+            dots = np.asarray(objective.row_gradient_dots(self.problem.params, u, v))
+            self._row_dot_cache = (objective, key, dots)
+        return dots
 
     def _score_vectors(self, task_weights):
         """(u (K, q), v (p,)) of :meth:`row_scores` for these task weights (NumPy)."""
@@ -79,7 +100,7 @@ class FirstOrder(RemovalStrategy):
                 xp, factor = problem.backend.xp, problem.factor
                 c = problem.backend.asarray(np.asarray(task_weights, dtype=np.float64))
                 v = xp.matmul(problem.x_shared, c)
-                u = c[:, None] * problem.z - xp.matmul(factor.coupling_solved, v)
+                u = c[:, None] * problem.z - factor.solved_coupling(v)  # c_l z_l - W_l v
                 cached = self._score_cache[key] = (np.asarray(to_numpy(u)),
                                                    np.asarray(to_numpy(v)))
         return cached

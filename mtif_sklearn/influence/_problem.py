@@ -11,6 +11,7 @@ import numpy as np
 
 from .._arrow import NotPositiveDefiniteError, factor_arrow
 from ._effects import target_solves
+from ._strategy import CHUNK_NUMBERS
 
 __all__ = ["InfluenceProblem", "mean_task_losses"]
 
@@ -142,7 +143,8 @@ class InfluenceProblem:
 
         Non-finite effects are an error, not a silent answer; ``allow_nan`` lets NaN through
         (Newton removals whose Hessian is singular: documented and warned about). ``columns``:
-        the tasks of the effects' columns (default all).
+        the tasks of the effects' columns (default all). The check reads the effects in
+        place (no copy, no full-size boolean temporaries: ``effects`` may be n x K).
         """
         from ..backend import to_numpy
 
@@ -152,21 +154,69 @@ class InfluenceProblem:
             missing = np.flatnonzero(np.isin(np.asarray(columns), missing))
         if missing.size:
             effects[..., missing] = np.nan
-        check = np.delete(effects, missing, axis=-1) if missing.size else effects
-        if np.any(np.isinf(check)) or (not allow_nan and np.any(np.isnan(check))):
+        if not _all_finite(effects, missing, allow_nan):
             raise ValueError(
                 "Some influence values are not finite (overflow or an ill-posed removal). Scale "
                 "the targets and features (e.g. StandardScaler) or add damping.")
         return effects
 
     def relative_gradient_norm(self):
-        """||grad L(params)|| / (||row-gradient part|| + tiny): 0 at an exact fit."""
-        task_grad, shared_parts = self.train.task_gradients(self.params)
-        shared = shared_parts.sum(axis=0) + self.train.shared_penalty_gradient(self.params)
+        """||grad L(params)|| / (||row-gradient part|| + tiny): 0 at an exact fit.
+
+        The scale is ``sqrt(sum_k ||sum_{i in k} w_i |g_i| ||^2)`` (task and shared parts
+        separately), summed over chunks of rows: no (n, q) temporaries.
+        """
+        train, params = self.train, self.params
+        task_grad, shared_parts = train.task_gradients(params)
+        shared = shared_parts.sum(axis=0) + train.shared_penalty_gradient(params)
         norm = np.sqrt(np.sum(task_grad ** 2) + np.sum(shared ** 2))
-        row_task, row_shared = self.train.row_gradients(self.params)
-        weights = self.train.row_weights[:, None]
-        scale = np.sqrt(np.sum(self.train.task_sums(np.abs(row_task) * weights) ** 2))
-        if row_shared is not None:
-            scale += np.sqrt(np.sum(self.train.task_sums(np.abs(row_shared) * weights) ** 2))
+        n_rows = train.codes.shape[0]
+        q, p = train.n_task_params, train.n_shared_params
+        task_scale = np.zeros((self.n_tasks, q))
+        shared_scale = None
+        chunk = max(1, CHUNK_NUMBERS // (q + p))
+        for start in range(0, n_rows, chunk):
+            rows = slice(start, min(start + chunk, n_rows))
+            row_task, row_shared = train.row_gradients(params, rows)
+            weights = train.row_weights[rows][:, None]
+            codes = train.codes[rows]
+            task_scale += _task_sums(codes, np.abs(row_task) * weights, self.n_tasks)
+            if row_shared is not None:
+                part = _task_sums(codes, np.abs(row_shared) * weights, self.n_tasks)
+                shared_scale = part if shared_scale is None else shared_scale + part
+        scale = np.sqrt(np.sum(task_scale ** 2))
+        if shared_scale is not None:
+            scale += np.sqrt(np.sum(shared_scale ** 2))
         return float(norm / max(scale, np.finfo(np.float64).tiny))
+
+
+def _task_sums(codes, values, n_tasks):
+    """Sums of ``values`` (m, c) over the rows of every task, (n_tasks, c), by runs of sorted
+    codes (no sort when they are sorted already)."""
+    out = np.zeros((n_tasks, values.shape[1]))
+    if codes.size == 0:
+        return out
+    if not np.all(codes[1:] >= codes[:-1]):
+        order = np.argsort(codes, kind="stable")
+        codes, values = codes[order], values[order]
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+    out[codes[starts]] = np.add.reduceat(values, starts, axis=0)
+    return out
+
+
+def _all_finite(effects, missing, allow_nan):
+    """Whether ``effects`` (..., c) are finite outside the columns ``missing`` (NaN allowed
+    with ``allow_nan``): one sum decides almost always; chunks of rows otherwise."""
+    if not missing.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(effects)):
+                return True
+    keep = np.ones(effects.shape[-1], dtype=bool)
+    keep[missing] = False
+    rows = effects.reshape(-1, effects.shape[-1])
+    chunk = max(1, CHUNK_NUMBERS // max(rows.shape[1], 1))
+    for start in range(0, rows.shape[0], chunk):
+        block = rows[start:start + chunk][:, keep]
+        if np.any(np.isinf(block)) or (not allow_nan and np.any(np.isnan(block))):
+            return False
+    return True
