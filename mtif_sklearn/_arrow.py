@@ -310,16 +310,20 @@ def _invert_spd_in_place(blocks, damping):
         diagonal = np.einsum("kii->ki", blocks)
         diagonal += damping
     potrf, potri = get_lapack_funcs(("potrf", "potri"), (blocks,))
-    for k in range(n_blocks):
-        # blocks[k].T is the same symmetric matrix, Fortran-ordered: LAPACK works in place.
-        factor, info = potrf(blocks[k].T, lower=1, clean=0, overwrite_a=1)
+    # blocks[k].T is the same symmetric matrix, Fortran-ordered: LAPACK works in place
+    # (checked on the first block; f2py copies only for other layouts or types).
+    in_place = True
+    for k, block in enumerate(blocks):
+        factor, info = potrf(block.T, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             return k
         inverse, info = potri(factor, lower=1, overwrite_c=1)
         if info != 0:
             return k
-        if not np.shares_memory(inverse, blocks[k]):  # pragma: no cover - f2py copied
-            blocks[k] = inverse.T
+        if k == 0:
+            in_place = np.shares_memory(inverse, block)
+        if not in_place:  # pragma: no cover - depends on f2py
+            block[...] = inverse.T
     # potri filled the lower triangle of the Fortran view: the upper one of each C block.
     lower = np.tril_indices(q, -1)
     blocks[:, lower[0], lower[1]] = blocks[:, lower[1], lower[0]]
@@ -349,12 +353,12 @@ def _factor_task_blocks_numpy(task_blocks, coupling, diagonal, active, damping, 
         # N = H_K+1,K+1 - sum_k H_K+1,k H_kk^-1 H_k,K+1 (Lemma A.5), over the active tasks.
         if diagonal is not None:
             scaled = diagonal[tasks] * weight[:, None]
-            correction += np.einsum("kij,ki,kj->ij", inverse, scaled, diagonal[tasks],
-                                    optimize=True)
+            correction += np.einsum("kij,ki,kj->ij", inverse, scaled, diagonal[tasks])
         else:
             solved = np.matmul(inverse, coupling[tasks], out=coupling_solved[tasks])
-            correction += np.einsum("kqi,kqj,k->ij", coupling[tasks], solved, weight,
-                                    optimize=True)
+            # sum_k w_k C_k^T W_k as one GEMM over the stacked (k, q) rows.
+            weighted = (coupling[tasks] * weight[:, None, None]).reshape(-1, p)
+            correction += weighted.T @ solved.reshape(-1, p)
     return task_inverse, coupling_solved, correction
 
 

@@ -134,17 +134,19 @@ class ArrayBackend:
 LONG_RUN = 64
 
 
-def rows_times_task_matrices_numpy(codes, vectors, matrices):
+def rows_times_task_matrices_numpy(codes, vectors, matrices, out=None):
     """``vectors[i] @ matrices[codes[i]]`` on NumPy, by runs of rows of one task.
 
     Rows are taken in task order (no sort when ``codes`` are already sorted, as in the
     contiguous chunks of a task-sorted data set). Long runs (>= :data:`LONG_RUN` rows) are
     one GEMM each on a view; the many short runs of data sets with few rows per task are
     grouped by run length and multiplied as stacks (``matmul`` of (n_runs, length, a) by
-    (n_runs, a, b)), so the Python loop runs over distinct lengths, not over tasks.
+    (n_runs, a, b)), so the Python loop runs over distinct lengths, not over tasks. ``out``
+    (m, b): written in place.
     """
     m = codes.shape[0]
-    out = np.empty((m, matrices.shape[2]), dtype=np.result_type(vectors, matrices))
+    if out is None:
+        out = np.empty((m, matrices.shape[2]), dtype=np.result_type(vectors, matrices))
     if m == 0:
         return out
     sorted_rows = bool(np.all(codes[1:] >= codes[:-1]))
@@ -158,9 +160,10 @@ def rows_times_task_matrices_numpy(codes, vectors, matrices):
                                    tasks[long_runs].tolist(), strict=True):
         if order is None:
             rows = slice(start, start + length)
+            np.matmul(vectors[rows], matrices[task], out=out[rows])
         else:
             rows = order[start:start + length]
-        out[rows] = vectors[rows] @ matrices[task]
+            out[rows] = vectors[rows] @ matrices[task]
     short = ~long_runs
     if not short.any():
         return out
