@@ -180,14 +180,21 @@ class InfluenceProblem:
             row_task, row_shared = train.row_gradients(params, rows)
             weights = train.row_weights[rows][:, None]
             codes = train.codes[rows]
-            task_scale += _task_sums(codes, np.abs(row_task) * weights, self.n_tasks)
+            task_scale += _task_sums(codes, _abs_weighted(row_task, weights), self.n_tasks)
             if row_shared is not None:
-                part = _task_sums(codes, np.abs(row_shared) * weights, self.n_tasks)
+                part = _task_sums(codes, _abs_weighted(row_shared, weights), self.n_tasks)
                 shared_scale = part if shared_scale is None else shared_scale + part
         scale = np.sqrt(np.sum(task_scale ** 2))
         if shared_scale is not None:
             scale += np.sqrt(np.sum(shared_scale ** 2))
         return float(norm / max(scale, np.finfo(np.float64).tiny))
+
+
+def _abs_weighted(values, weights):
+    """|values| * weights with one temporary (the objective's arrays are never written)."""
+    out = np.abs(np.asarray(values, dtype=np.float64))
+    out *= weights
+    return out
 
 
 def _task_sums(codes, values, n_tasks):
