@@ -10,7 +10,8 @@ import statistics
 import subprocess
 import time
 
-__all__ = ["blas_info", "machine_info", "load_info", "median_time", "print_table", "fmt_ratio", "fmt_time"]
+__all__ = ["blas_info", "machine_info", "load_info", "median_time", "print_table", "fmt_ratio",
+           "fmt_time"]
 
 
 def median_time(func, repeats, warmup=1):

@@ -42,10 +42,14 @@ s  ``NegativeTransferSelector(MultitaskRidge(), fraction=0.05, cv=5).fit`` (publ
 p  Peers on the same multitask ridge influence: pyDVL ``DirectInfluence`` and dattri's
    explicit influence (``IFAttributorExplicit``), optional extras of this benchmark (not of
    the package), run by ``--peers-python`` (a separate venv with torch, pydvl, dattri) at
-   K = 20 / 50 / 100 / 200 (d = 10, 20 + 5 rows per task). Their answers are checked against
-   MTIF by the within-task Spearman correlation of each task's column (a peer computes the
-   influence of up-weighting each row on each validation row; averaged over a task's
-   validation rows and negated it is the same quantity up to a positive factor per task).
+   K = 20 / 50 / 100 / 200 (d = 10, 20 + 5 rows per task). The multitask ridge objective is
+   written for them as one torch model whose mean per-row squared error is the objective
+   (the tie and shared penalties as pseudo-rows with target 0, real rows scaled by their
+   weight), so their dense Hessian is the package's up to a positive factor. Their answers
+   are checked against MTIF by the smallest within-task Spearman correlation (each task's
+   column over all rows and over the task's own rows): a peer returns
+   grad l(train)^T H^-1 grad l(validation) per pair, whose mean over a task's validation rows
+   is MTIF's effect times a positive factor per task.
 w  Sweeps over K, d and n (fit + full influence) with fitted exponents (earlier issue 8).
 """
 
@@ -432,12 +436,12 @@ def _torch_objective(model, data):
             (as_tensor(encode(Xv, tv)), as_tensor(yv[:, None])), n)
 
 
-def _peer_effects(per_val_row, tv, K):
-    """(n_val, n) influence of up-weighting each training row on each validation row ->
-    (n, K) removal effects up to a positive factor: minus the mean over each task's rows."""
+def _peer_effects(per_val_row, tv, K, sign):
+    """(n_val, n) peer influence of each training row on each validation row -> (n, K)
+    removal effects up to a positive factor: ``sign`` times the mean over each task's rows."""
     out = np.zeros((per_val_row.shape[1], K))
     for k in range(K):
-        out[:, k] = -per_val_row[tv == k].mean(axis=0)
+        out[:, k] = sign * per_val_row[tv == k].mean(axis=0)
     return out
 
 
@@ -489,10 +493,13 @@ def worker_peer(config):
         attributor.cache(DataLoader(TensorDataset(train_x, train_y), batch_size=4096))
         values = attributor.attribute(
             DataLoader(TensorDataset(train_x[:n], train_y[:n]), batch_size=4096),
-            DataLoader(TensorDataset(val_x, val_y), batch_size=4096)).numpy().T
+            DataLoader(TensorDataset(val_x, val_y), batch_size=4096)).detach().numpy().T
     t_peer = time.perf_counter() - start
-    effects = _peer_effects(values, data[5], K)
-    return {"K": K, "peer": peer, "mtif": t_mtif, "peer_time": t_peer,
+    # Both peers return grad l(train)^T H^-1 grad l(validation) (pyDVL's and dattri's inner
+    # product convention): averaged over a task's validation rows, MTIF's removal effect times
+    # a positive factor (N / n_k from the row scaling of _torch_objective).
+    effects = _peer_effects(values, data[5], K, sign=1.0)
+    return {"K": K, "peer": peer, "mtif": t_mtif, "peer_time": t_peer, "blas": blas_info(),
             "spearman": _within_task_spearman(effects, reference, data[2], K),
             "finite": bool(np.isfinite(values).all())}
 
@@ -594,7 +601,7 @@ def part_peers(plan, args):
         print(f"\n(p) peers skipped: no --peers-python ({args.peers_python!r}); create a venv "
               "with torch, pydvl and dattri and pass its python.")
         return
-    rows = []
+    rows, blas = [], None
     for K in plan["peers"]:
         for peer in ("pydvl", "dattri"):
             r = run_worker("peer", {"K": K, "peer": peer}, args.timeout,
@@ -603,6 +610,7 @@ def part_peers(plan, args):
             if "error" in r:
                 rows.append([K, label, "-", "-", "-", r["error"]])
             else:
+                blas = r["blas"]
                 rows.append([K, label, fmt_s(r["mtif"]), fmt_s(r["peer_time"]),
                              fmt_x(r["peer_time"] / r["mtif"]),
                              f"{r['spearman']:.3f}" + ("" if r["finite"] else " (non-finite)")])
@@ -614,6 +622,7 @@ def part_peers(plan, args):
     print("MTIF: MTIFInfluence(FrozenEstimator(model)).fit (data and task level), median of 3; "
           "peer: one call, fit + influences of every training row on every validation row. "
           "Expected (issue 17): MTIF vs pyDVL >= 1,000x at K=100, growing with K.")
+    print(f"BLAS in the peers' venv (MTIF's time there): {blas}")
 
 
 def slope(x, y):
