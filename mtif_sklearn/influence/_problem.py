@@ -175,6 +175,9 @@ class InfluenceProblem:
         task_scale = np.zeros((self.n_tasks, q))
         shared_scale = None
         chunk = max(1, CHUNK_NUMBERS // (q + p))
+        if hasattr(train, "task_abs_gradient_sums"):  # the linear models: one pass over X
+            task_scale, shared_scale = train.task_abs_gradient_sums(params)
+            n_rows = 0
         for start in range(0, n_rows, chunk):
             rows = slice(start, min(start + chunk, n_rows))
             row_task, row_shared = train.row_gradients(params, rows)

@@ -186,3 +186,12 @@ def test_task_batches_cover_every_row_once_in_task_order(sorted_rows, batch_numb
         assert np.all(codes[rows] == np.asarray(batch.tasks)[:, None])
         seen[rows.ravel()] += 1
     np.testing.assert_array_equal(seen, 1)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_gram_by_syrk_for_long_tasks_equals_the_batched_product(shuffled, monkeypatch):
+    objective, _, params = make_problem(shuffled=shuffled)
+    batched = objective.hessian_blocks(params).task
+    monkeypatch.setattr(_objective, "SYRK_MIN_ROWS", 1)  # every task through SYRK
+    fresh, _, _ = make_problem(shuffled=shuffled)
+    np.testing.assert_allclose(fresh.hessian_blocks(params).task, batched, rtol=RTOL, atol=ATOL)
