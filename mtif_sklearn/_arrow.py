@@ -331,21 +331,25 @@ def _invert_spd_in_place(blocks, damping):
     return -1 if finite.all() else int(np.argmin(finite))
 
 
-def _factor_task_blocks_numpy(task_blocks, coupling, diagonal, active, damping, labels):
-    """Task inverses, coupling solves and the Schur correction on NumPy, in chunks of tasks."""
+def _factor_task_blocks_numpy(task_blocks, coupling, diagonal, active, damping, labels,
+                              in_place=False):
+    """Task inverses, coupling solves and the Schur correction on NumPy, in chunks of tasks
+    (``in_place``: the inverses overwrite ``task_blocks``)."""
     n_tasks, q, _ = task_blocks.shape
     p = coupling.shape[2]
-    task_inverse = np.empty((n_tasks, q, q))
+    task_inverse = task_blocks if in_place else np.empty((n_tasks, q, q))
     coupling_solved = None if diagonal is not None else np.empty((n_tasks, q, p))
     correction = np.zeros((p, p))
     chunk = max(1, FACTOR_CHUNK_NUMBERS // max(q * max(q, p), 1))
     for start in range(0, n_tasks, chunk):
         tasks = slice(start, min(start + chunk, n_tasks))
         inverse = task_inverse[tasks]
-        inverse[...] = task_blocks[tasks]
+        original = inverse.copy() if in_place else task_blocks[tasks]  # for the error message
+        if not in_place:
+            inverse[...] = original
         bad = _invert_spd_in_place(inverse, damping)
         if bad >= 0:
-            block = task_blocks[start + bad] + damping * np.eye(q)
+            block = original[bad] + damping * np.eye(q)
             raise NotPositiveDefiniteError(f"block of task {labels[start + bad]!r}",
                                            float(_smallest_eigenvalues(block[None], np)[0]),
                                            damping)
@@ -375,7 +379,7 @@ def _coupling_diagonal(coupling):
 
 
 def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=None,
-                 task_names=None):
+                 task_names=None, overwrite_blocks=False):
     """Factor an arrow matrix through its task blocks and Schur complement (Lemma A.6).
 
     Parameters
@@ -394,6 +398,9 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
         eq. 11 with sigma_l -> 0) keeps a well-defined head. Default: all tasks.
     task_names : sequence of length K, optional
         Task labels for error messages.
+    overwrite_blocks : bool, default=False
+        NumPy: factor ``task_blocks`` in place (they become the inverses), saving a copy of
+        K q^2 numbers; for callers that own the blocks and do not use them afterwards.
 
     Returns
     -------
@@ -424,7 +431,9 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
         diagonal = _coupling_diagonal(coupling)
         with backend.blas_threads(task_blocks.shape[-1]):
             task_inverse, coupling_solved, correction = _factor_task_blocks_numpy(
-                task_blocks, coupling, diagonal, active, damping, list(labels))
+                task_blocks, coupling, diagonal, active, damping, list(labels),
+                overwrite_blocks and task_blocks.dtype == np.float64
+                and task_blocks.flags.c_contiguous and task_blocks.flags.writeable)
     else:
         task_blocks = _diag_add(task_blocks, damping, xp)
         with backend.blas_threads(task_blocks.shape[-1]):

@@ -118,9 +118,9 @@ class FirstOrder(RemovalStrategy):
         u, v = self._score_vectors(task_weights)
         problem = self.problem
         weights = np.asarray(weights)
+        if hasattr(objective, "row_gradient_dots"):
+            return weights * self._all_row_dots(objective, task_weights, u, v)[rows]
         with self._blas():
-            if hasattr(objective, "row_gradient_dots"):
-                return weights * self._all_row_dots(objective, task_weights, u, v)[rows]
             grad_task, grad_shared = objective.row_gradients(problem.params, rows)
             scores = np.einsum("mq,mq->m", grad_task, u[objective.codes[rows]])
             if grad_shared is not None:
@@ -135,7 +135,8 @@ class FirstOrder(RemovalStrategy):
             cached = self._row_dot_cache
             if cached is not None and cached[0] is objective and cached[1] == key:
                 return cached[2]
-            dots = np.asarray(objective.row_gradient_dots(self.problem.params, u, v))
+            with self._blas():
+                dots = np.asarray(objective.row_gradient_dots(self.problem.params, u, v))
             self._row_dot_cache = (objective, key, dots)
         return dots
 

@@ -99,8 +99,9 @@ class InfluenceProblem:
 
     def _factor(self, blocks, backend):
         try:
+            # The blocks were made for this factor: on NumPy factored in place.
             return factor_arrow(*(backend.asarray(b) for b in blocks), damping=self.damping,
-                                task_names=self.task_names)
+                                task_names=self.task_names, overwrite_blocks=True)
         except NotPositiveDefiniteError as exc:
             raise exc.with_advice(_regularisation_advice(self.model)) from None
 

@@ -80,10 +80,12 @@ def _newton_step(objective, params, task_grad, shared_grad, tasks_mask, update_s
     if not update_shared:  # heads only, given the shared parameters
         factor = factor_arrow(blocks.task, blocks.coupling, np.eye(blocks.shared.shape[0]),
                               active=np.zeros(len(tasks_mask), dtype=bool),
-                              task_names=task_names)
+                              task_names=task_names, overwrite_blocks=True)
         return -solve_task_blocks(factor, task_grad), np.zeros_like(shared_grad)
     try:
-        factor = factor_arrow(*blocks, active=tasks_mask, task_names=task_names)
+        # The blocks are this step's own: factored in place (no second K q^2 array).
+        factor = factor_arrow(*blocks, active=tasks_mask, task_names=task_names,
+                              overwrite_blocks=True)
     except NotPositiveDefiniteError as exc:
         # The estimators have no damping parameter: say what the user can change.
         raise ValueError(

@@ -52,20 +52,27 @@ def test_diagonal_coupling_factor_solves_like_the_dense_matrix(chunk_numbers, mo
     damped = task_blocks + 0.1 * np.eye(q)
     np.testing.assert_allclose(factor.coupling_solved, np.linalg.solve(damped, coupling),
                                rtol=1e-10, atol=1e-12)
+    # Factored in place: the same factor, the blocks become the inverses.
+    own = task_blocks.copy()
+    in_place = factor_arrow(own, coupling, shared, damping=0.1, overwrite_blocks=True)
+    assert in_place.task_inverse is own
+    np.testing.assert_allclose(own, factor.task_inverse, rtol=1e-12, atol=1e-14)
     # A pickled factor drops the dense blocks and rebuilds the same ones.
     loaded = pickle.loads(pickle.dumps(factor))
     assert loaded._coupling is None
     np.testing.assert_array_equal(loaded.coupling_solved, factor.coupling_solved)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
 @pytest.mark.parametrize("chunk_numbers", [1, 50, 2**21])
-def test_indefinite_block_in_a_later_chunk_is_named(chunk_numbers, monkeypatch):
+def test_indefinite_block_in_a_later_chunk_is_named(chunk_numbers, overwrite, monkeypatch):
     monkeypatch.setattr(_arrow, "FACTOR_CHUNK_NUMBERS", chunk_numbers)
     task_blocks, coupling, shared = diagonal_arrow(n_tasks=9)
     task_blocks[6] -= 100 * np.eye(task_blocks.shape[1])
     names = [f"t{k}" for k in range(9)]
     with pytest.raises(NotPositiveDefiniteError, match="block of task 't6'") as error:
-        factor_arrow(task_blocks, coupling, shared, task_names=names)
+        factor_arrow(task_blocks.copy(), coupling, shared, task_names=names,
+                     overwrite_blocks=overwrite)
     expected = np.linalg.eigvalsh(task_blocks[6]).min()
     assert error.value.smallest_eigenvalue == pytest.approx(expected, rel=1e-10)
 
