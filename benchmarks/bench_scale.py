@@ -299,8 +299,8 @@ def worker_selector(config):
     from mtif_sklearn import MTIFInfluence, MultitaskRidge, NegativeTransferSelector
 
     K, route = config["K"], config["route"]
-    X, y, t = make_data(K, SELECTOR_D, SELECTOR_ROWS, 0)[:3]
     base = _status_gib("VmRSS")
+    X, y, t = make_data(K, SELECTOR_D, SELECTOR_ROWS, 0)[:3]
     estimator = MultitaskRidge(alpha=ALPHA, shared_alpha=SHARED_ALPHA)
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -330,8 +330,8 @@ def worker_sweep(config):
     from mtif_sklearn import MTIFInfluence, MultitaskRidge
 
     K, d, rows, val = config["K"], config["d"], config["rows"], config["val"]
+    base = _status_gib("VmRSS")  # interpreter and imports, before the data
     X, y, t, Xv, yv, tv = make_data(K, d, rows, val)
-    base = _status_gib("VmRSS")
     timers = {}
     _wrap_stages(timers)
     with warnings.catch_warnings():
@@ -462,7 +462,7 @@ def worker_peer(config):
     torch.set_num_threads(1)
     K, peer = config["K"], config["peer"]
     data, model, mtif = _peer_problem(K)
-    t_mtif = statistics.median(_best(mtif, 1) for _ in range(3))
+    t_mtif = statistics.median(_best(mtif, 1) for _ in range(7))
     reference = mtif()
     net, (train_x, train_y), (val_x, val_y), n = _torch_objective(model, data)
     loss = torch.nn.MSELoss(reduction="none")
@@ -619,7 +619,7 @@ def part_peers(plan, args):
                  "min within-task Spearman"], rows,
                 title=f"(p) Peers on the same multitask ridge influence, d={PEER_D}, "
                       f"{PEER_ROWS}+{PEER_VAL} rows per task (torch {args.peers_python})")
-    print("MTIF: MTIFInfluence(FrozenEstimator(model)).fit (data and task level), median of 3; "
+    print("MTIF: MTIFInfluence(FrozenEstimator(model)).fit (data and task level), median of 7; "
           "peer: one call, fit + influences of every training row on every validation row. "
           "Expected (issue 17): MTIF vs pyDVL >= 1,000x at K=100, growing with K.")
     print(f"BLAS in the peers' venv (MTIF's time there): {blas}")
