@@ -14,7 +14,11 @@ Lemma A.6 inverts it through the K task blocks and the Schur complement of the s
 at cost sum_k d_k^3 + p^3 instead of (sum_k d_k + p)^3. Fitting (Newton steps), influence and
 removal updates all use this one factorisation. Each task block is factored once: a Cholesky
 decomposition proves it positive definite and its inverse (K q x q, the size of the blocks
-themselves) turns every later solve into a matrix product, so nothing is factored twice.
+themselves) turns every later solve into a matrix product, so nothing is factored twice. On
+NumPy the inverse comes from the Cholesky factor itself (LAPACK potrf then potri, one call each
+per block, tasks in chunks so that temporaries stay small); other namespaces use batched
+``cholesky`` and ``inv``. Coupling blocks that are diagonal (the linear models) are kept as
+their diagonals, so W_k = H_kk^-1 H_k,K+1 is a column scaling that is never stored.
 
 Every function takes arrays of one namespace (NumPy, CuPy, torch through array-api-compat; see
 :class:`~mtif_sklearn.backend.ArrayBackend`) and returns arrays of it, with no backend branch.
