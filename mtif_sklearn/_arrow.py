@@ -340,7 +340,7 @@ def _factor_task_blocks_numpy(task_blocks, coupling, diagonal, active, damping, 
     """Task inverses, coupling solves and the Schur correction on NumPy, in chunks of tasks
     (``in_place``: the inverses overwrite ``task_blocks``)."""
     n_tasks, q, _ = task_blocks.shape
-    p = coupling.shape[2]
+    p = coupling.shape[-1]
     task_inverse = task_blocks if in_place else np.empty((n_tasks, q, q))
     coupling_solved = None if diagonal is not None else np.empty((n_tasks, q, p))
     correction = np.zeros((p, p))
@@ -390,8 +390,8 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
     ----------
     task_blocks : array of shape (K, q, q)
         Symmetric task blocks H_kk.
-    coupling : array of shape (K, q, p)
-        Task-shared blocks H_k,K+1.
+    coupling : array of shape (K, q, p), or (K, p) when q = p
+        Task-shared blocks H_k,K+1; a 2-d array gives the diagonals of diagonal blocks.
     shared_block : array of shape (p, p)
         Shared block H_K+1,K+1 (only the active tasks' contributions).
     damping : float, default=0.0
@@ -430,9 +430,17 @@ def factor_arrow(task_blocks, coupling, shared_block, *, damping=0.0, active=Non
     labels = task_names if task_names is not None else range(n_tasks)
     shared_block = _diag_add(shared_block, damping, xp)
     diagonal = None
+    if coupling.ndim == 2:  # the diagonals of diagonal blocks
+        if task_blocks.shape[-1] != coupling.shape[-1]:
+            raise ValueError("A 2-d coupling gives the diagonals of square (q = p) blocks; got "
+                             f"task blocks of size {task_blocks.shape[-1]} and "
+                             f"{coupling.shape[-1]} diagonal entries.")
+        if not backend.is_numpy:
+            coupling = _diagonal_blocks(coupling, xp)
     if backend.is_numpy:
         task_blocks, coupling = np.asarray(task_blocks), np.asarray(coupling)
-        diagonal = _coupling_diagonal(coupling)
+        diagonal = (np.ascontiguousarray(coupling, dtype=np.float64) if coupling.ndim == 2
+                    else _coupling_diagonal(coupling))
         with backend.blas_threads(task_blocks.shape[-1]):
             task_inverse, coupling_solved, correction = _factor_task_blocks_numpy(
                 task_blocks, coupling, diagonal, active, damping, list(labels),

@@ -39,6 +39,13 @@ def mean_task_losses(objective, params, n_tasks):
     return sums / np.where(present, counts, np.nan)
 
 
+def _hessian(objective, params):
+    """The Hessian blocks to factor; an objective whose coupling blocks are diagonal (the linear
+    models) gives them as their diagonals (no dense K x q x q stack of zeros)."""
+    blocks = getattr(objective, "diagonal_hessian_blocks", None)
+    return objective.hessian_blocks(params) if blocks is None else blocks(params)
+
+
 def _regularisation_advice(model):
     names = getattr(model, "_mtif_regularisers", ())
     if names:
@@ -87,7 +94,7 @@ class InfluenceProblem:
         self.params = model._mtif_params()
         q, p = self.train.n_task_params, self.train.n_shared_params
         with backend.blas_threads(max(q, p)):
-            self.factor = self._factor(self.train.hessian_blocks(self.params), backend)
+            self.factor = self._factor(_hessian(self.train, self.params), backend)
             self._solve_targets()
         self.schur_condition = self.factor.schur_condition
         if self.schur_condition > 1e12:
@@ -111,7 +118,7 @@ class InfluenceProblem:
             return self.factor
         from ..backend import ArrayBackend
 
-        return self._factor(self.train.hessian_blocks(self.params), ArrayBackend("numpy"))
+        return self._factor(_hessian(self.train, self.params), ArrayBackend("numpy"))
 
     def _solve_targets(self):
         """V_k and H^-1 v_k for the gradient v_k of every task's mean validation loss."""

@@ -607,6 +607,19 @@ class LinearMultitaskObjective:
         task blocks sum_i c_i x_i x_i^T are batched products over stacks of tasks with equal
         row counts (:class:`_TaskBatches`), O(n q^2) in a few BLAS calls.
         """
+        task_blocks, diagonals, shared_block = self.diagonal_hessian_blocks(params, active)
+        q = self.n_task_params
+        coupling = np.zeros((self.n_tasks, q, q))
+        coupling[:, np.arange(q), np.arange(q)] = diagonals
+        return ArrowBlocks(task_blocks, coupling, shared_block)
+
+    def diagonal_hessian_blocks(self, params, active=None):
+        """:meth:`hessian_blocks` with the coupling blocks as their diagonals, (K, q).
+
+        H_k,K+1 = -2 diag(a_k) is diagonal for a linear model: the fit and the influence
+        problem hand these diagonals to :func:`~mtif_sklearn._arrow.factor_arrow` instead of a
+        dense (K, q, q) stack of zeros (K q^2 numbers written, read and freed per Newton step).
+        """
         q, d = self.n_task_params, self.n_features
         second = self._row_pass(params, "second")[0]
         curvature = second * self.row_weights
@@ -634,12 +647,10 @@ class LinearMultitaskObjective:
             )
         diagonal = np.arange(q)
         task_blocks[:, diagonal, diagonal] += 2.0 * self.tie
-        coupling = np.zeros((self.n_tasks, q, q))
-        coupling[:, diagonal, diagonal] = -2.0 * self.tie
         tie_in_shared = self.tie if active is None else self.tie[np.asarray(active, bool)]
         shared_block = np.diag(2.0 * tie_in_shared.sum(axis=0)
                                + 2.0 * self.shared_alpha * self.shared_penalty_mask)
-        return ArrowBlocks(task_blocks, coupling, shared_block)
+        return ArrowBlocks(task_blocks, -2.0 * self.tie, shared_block)
 
     # -- training dynamics (the affinity baselines) -------------------------------------------
     def shared_gradients(self, params):

@@ -76,7 +76,8 @@ def _merit(objective, params, tasks_mask, with_shared):
 
 def _newton_step(objective, params, task_grad, shared_grad, tasks_mask, update_shared,
                  task_names):
-    blocks = objective.hessian_blocks(params, active=tasks_mask)
+    # Diagonal coupling blocks as their diagonals (no dense (K, q, q) stack of zeros).
+    blocks = objective.diagonal_hessian_blocks(params, active=tasks_mask)
     if not update_shared:  # heads only, given the shared parameters
         factor = factor_arrow(blocks.task, blocks.coupling, np.eye(blocks.shared.shape[0]),
                               active=np.zeros(len(tasks_mask), dtype=bool),

@@ -171,3 +171,21 @@ def test_stationarity_check_in_chunks_equals_the_whole_computation(uneven_shuffl
     row_task, _ = train.row_gradients(problem.params)
     scale = np.sqrt(np.sum(train.task_sums(np.abs(row_task) * train.row_weights[:, None]) ** 2))
     assert whole == pytest.approx(norm / scale, rel=1e-10, abs=1e-30)
+
+
+def test_coupling_given_as_diagonals_factors_like_the_dense_blocks():
+    task_blocks, coupling, shared = diagonal_arrow(seed=5)
+    dense = factor_arrow(task_blocks, coupling, shared, damping=0.05)
+    diagonals = np.diagonal(coupling, axis1=1, axis2=2).copy()
+    compact = factor_arrow(task_blocks, diagonals, shared, damping=0.05)
+    # Identical arithmetic once the diagonal is detected: equal to round-off.
+    np.testing.assert_allclose(compact.task_inverse, dense.task_inverse, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(compact.schur, dense.schur, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(compact.coupling, coupling)
+    with pytest.raises(ValueError, match="square"):
+        factor_arrow(task_blocks, diagonals[:, :-1], shared[:-1, :-1])
+    torch = pytest.importorskip("torch")  # other namespaces get the dense blocks built
+    on_torch = factor_arrow(*(torch.from_numpy(a) for a in (task_blocks, diagonals, shared)),
+                            damping=0.05)
+    np.testing.assert_allclose(on_torch.schur_inverse.numpy(), dense.schur_inverse,
+                               rtol=1e-10, atol=1e-12)

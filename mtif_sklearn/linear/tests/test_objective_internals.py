@@ -195,3 +195,14 @@ def test_gram_by_syrk_for_long_tasks_equals_the_batched_product(shuffled, monkey
     monkeypatch.setattr(_objective, "SYRK_MIN_ROWS", 1)  # every task through SYRK
     fresh, _, _ = make_problem(shuffled=shuffled)
     np.testing.assert_allclose(fresh.hessian_blocks(params).task, batched, rtol=RTOL, atol=ATOL)
+
+
+def test_diagonal_hessian_blocks_are_the_diagonals_of_the_dense_ones():
+    objective, _, params = make_problem(shuffled=True)
+    active = np.array([True, False, True, True, True, True, False])
+    dense = objective.hessian_blocks(params, active)
+    compact = objective.diagonal_hessian_blocks(params, active)
+    np.testing.assert_array_equal(compact.task, dense.task)
+    np.testing.assert_array_equal(compact.shared, dense.shared)
+    np.testing.assert_array_equal(np.diagonal(dense.coupling, axis1=1, axis2=2), compact.coupling)
+    assert np.count_nonzero(dense.coupling) == np.count_nonzero(compact.coupling)
