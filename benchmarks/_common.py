@@ -10,7 +10,8 @@ import statistics
 import subprocess
 import time
 
-__all__ = ["machine_info", "load_info", "median_time", "print_table", "fmt_ratio", "fmt_time"]
+__all__ = ["blas_info", "machine_info", "load_info", "median_time", "print_table", "fmt_ratio",
+           "fmt_time"]
 
 
 def median_time(func, repeats, warmup=1):
@@ -51,25 +52,39 @@ def _memory_gib():
     return float("nan")
 
 
+def blas_info():
+    """The BLAS libraries loaded (NumPy's and SciPy's), with version, CPU kernel and threads.
+
+    NumPy 1.26's bundled OpenBLAS does not recognise some CPUs and falls back to a generic
+    kernel ("Prescott", several times slower GEMM); NumPy 2.x's picks the right one
+    ("SkylakeX", "Haswell", ...). Every benchmark prints which one ran.
+    """
+    try:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS too)
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - informational only
+        return "?"
+    libs = []
+    for info in threadpool_info():
+        if info.get("user_api") != "blas":
+            continue
+        owner = os.path.basename(os.path.dirname(info.get("filepath", ""))).replace(".libs", "")
+        libs.append(f"{info.get('internal_api')} {info.get('version')} "
+                    f"(kernel {info.get('architecture', '?')}, {info.get('num_threads')} "
+                    f"threads, {owner})")
+    return "; ".join(libs) or "?"
+
+
 def machine_info():
-    """One line describing the machine and the numerical stack."""
+    """One line describing the machine and the numerical stack (BLAS kernel included)."""
     import numpy as np
     import scipy
     import sklearn
 
-    blas = "?"
-    try:
-        from threadpoolctl import threadpool_info
-
-        libs = [f"{i['internal_api']}({i['num_threads']} threads)" for i in threadpool_info()
-                if i.get("user_api") == "blas"]
-        blas = ", ".join(libs) or "?"
-    except Exception:  # pragma: no cover - informational only
-        pass
     return (f"{os.cpu_count()} cores ({_lscpu_model()}), {_memory_gib():.1f} GiB RAM, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
             f"SciPy {scipy.__version__}, "
-            f"scikit-learn {sklearn.__version__}, BLAS {blas}")
+            f"scikit-learn {sklearn.__version__}, BLAS {blas_info()}")
 
 
 def load_info():

@@ -119,9 +119,10 @@ def dense_influence(model, data):
     Returns (influence (n, K), task_influence (K, K)).
     """
     X, y, t, Xv, yv, tv = data
-    train = model._mtif_objective(X, y, tasks=t)
-    val = model._mtif_objective(Xv, yv, tasks=tv)
-    task_blocks, coupling, shared_block = train.hessian_blocks()
+    train = model._mtif_objective(model._mtif_data(X, y, t, reset=False))
+    val = model._mtif_objective(model._mtif_data(Xv, yv, tv, reset=False))
+    params = model._mtif_params()
+    task_blocks, coupling, shared_block = train.hessian_blocks(params)
     n_tasks, q, _ = task_blocks.shape
     p = shared_block.shape[0]
     size = n_tasks * q + p
@@ -132,7 +133,7 @@ def dense_influence(model, data):
 
     # V: column k is the gradient of V_k (mean validation loss of task k) w.r.t. all P params.
     counts = np.bincount(val.codes, minlength=n_tasks).astype(np.float64)
-    val_task, val_shared = val.row_gradients()
+    val_task, val_shared = val.row_gradients(params)
     rhs = np.zeros((size, n_tasks))
     task_mean = val.task_sums(val_task) / counts[:, None]
     for k in range(n_tasks):
@@ -147,7 +148,7 @@ def dense_influence(model, data):
     influence = np.empty((n_rows, n_tasks))
     for start in range(0, n_rows, chunk):
         rows = slice(start, min(start + chunk, n_rows))
-        grad_task, grad_shared = train.row_gradients(rows)
+        grad_task, grad_shared = train.row_gradients(params, rows)
         weight = train.row_weights[rows][:, None]
         codes = train.codes[rows]
         m = len(codes)
@@ -159,7 +160,7 @@ def dense_influence(model, data):
         influence[rows] = grads @ solved
 
     # Task level: gradient of each task's term (its rows and its regulariser).
-    task_grad, task_shared = train.task_gradients()
+    task_grad, task_shared = train.task_gradients(params)
     grads = np.zeros((n_tasks, size))
     for k in range(n_tasks):
         grads[k, k * q:(k + 1) * q] = task_grad[k]
@@ -229,15 +230,15 @@ def refit_time(kind, model, data, n_sample):
     from mtif_sklearn.retrain import _refit_losses
 
     X, y, t, Xv, yv, tv = data
-    weights = np.ones(len(y))
-    init = model._mtif_init()
+    train = model._mtif_data(X, y, t, reset=False)
+    val = model._mtif_data(Xv, yv, tv, reset=False)
+    options = {"task_weight_sum": model.task_weight_sum_, "init": model._mtif_warm_start()}
     times = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for label in model.tasks_[:n_sample]:
+        for task in range(min(n_sample, len(model.tasks_))):
             start = time.perf_counter()
-            _refit_losses(new_model(kind), X, y, t, weights, model.task_weight_sum_, init,
-                          Xv, yv, tv, dropped_tasks=[label])
+            _refit_losses(new_model(kind), train, val, dropped_tasks=[task], **options)
             times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -314,14 +315,14 @@ def part_d(args):
         data = make_data("ridge", K, rows=per_task)
         model = fit_model("ridge", data)
         n = len(data[1])
-        fixed = n * (D + 1) * 8 + n * K * 8  # X_aug copy + influence_ output
+        fixed = n * K * 8  # the influence_ output (the intercept column is implicit: no copy)
         for bs in (batch, None):
             peak = _peak_bytes(partial(mtif, FrozenEstimator(model), data, batch_size=bs))
             rows.append([K, per_task, n, "None (default)" if bs is None else bs,
                          f"{peak * mb:.1f}", f"{fixed * mb:.1f}", f"{(peak - fixed) * mb:.1f}"])
         print(f"  (d) done rows/task={per_task}", file=sys.stderr, flush=True)
     print_table(
-        ["K", "rows/task", "n train rows", "batch_size", "peak MiB", "X_aug + output MiB",
+        ["K", "rows/task", "n train rows", "batch_size", "peak MiB", "output MiB",
          "working MiB (peak - those)"],
         rows, title="(d) Peak NumPy memory (tracemalloc) of MTIFInfluence(Frozen ridge).fit")
     print(f"Expected: with batch_size={batch} the working memory stays bounded as rows grow "

@@ -39,14 +39,15 @@ from sklearn.frozen import FrozenEstimator
 from threadpoolctl import threadpool_limits
 
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge
+from mtif_sklearn.backend import ArrayBackend
 from mtif_sklearn.datasets import (
     load_chemical,
     make_multitask_classification,
     make_multitask_regression,
 )
-from mtif_sklearn.influence._arrow import factor_arrow
-from mtif_sklearn.influence._effects import perturbation_effects, target_solves
-from mtif_sklearn.influence._newton import NewtonRemoval, mean_task_losses
+from mtif_sklearn.influence._first_order import FirstOrder
+from mtif_sklearn.influence._newton import Newton
+from mtif_sklearn.influence._problem import InfluenceProblem
 from mtif_sklearn.retrain import _refit_losses, loo_effects, loto_effects
 
 CHEMICAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chemical"
@@ -128,51 +129,39 @@ def make_data(K):
     return X[~val], y[~val], t[~val], X[val], y[val], t[val]
 
 
-def task_level_first_order(model, data):
+def influence_problem(model, data):
+    """The influence problem of a fitted model (objectives, Hessian blocks, arrow factor and
+    the K validation-gradient solves), as MTIFInfluence builds it."""
     X, y, t, Xv, yv, tv = data
-    train = model._mtif_objective(X, y, tasks=t)
-    val = model._mtif_objective(Xv, yv, tasks=tv)
-    K = len(model.tasks_)
-    factor = factor_arrow(*train.hessian_blocks())
-    counts = np.bincount(val.codes, minlength=K)
-    val_task, _ = val.row_gradients()
-    val_task = val.task_sums(val_task) / counts[:, None]
-    z, x_shared = target_solves(factor, val_task, np.zeros((K, factor.coupling.shape[2])))
-    task_grad, task_shared = train.task_gradients()
-    return perturbation_effects(factor, z, x_shared, np.arange(K), task_grad, task_shared)
+    return InfluenceProblem(model, model._mtif_data(X, y, t, reset=False),
+                            model._mtif_data(Xv, yv, tv, reset=False), damping=0.0,
+                            backend=ArrayBackend("numpy"))
+
+
+def task_level_first_order(model, data):
+    return FirstOrder(influence_problem(model, data)).task_effects(np.arange(len(model.tasks_)))
 
 
 def task_level_newton(model, data):
-    X, y, t, Xv, yv, tv = data
-    train = model._mtif_objective(X, y, tasks=t)
-    val = model._mtif_objective(Xv, yv, tasks=tv)
-    K = len(model.tasks_)
-    factor = factor_arrow(*train.hessian_blocks())
-    base = np.bincount(val.codes, weights=val.row_losses(), minlength=K) / np.bincount(
-        val.codes, minlength=K)
-    newton = NewtonRemoval(train, factor, 0.0, 1, model.tasks_.tolist())
-    size = max(1, 2**22 // (K * factor.coupling.shape[1] + len(val.codes)))
-    parts = [mean_task_losses(val, *newton.task_points(np.arange(s, min(s + size, K))), K)
-             for s in range(0, K, size)]
-    return np.concatenate(parts) - base
+    return Newton(influence_problem(model, data), 1).task_effects(np.arange(len(model.tasks_)))
 
 
 def refit_time(model, data, n_sample, *, task):
     X, y, t, Xv, yv, tv = data
-    weights = np.ones(len(y))
-    init = model._mtif_init()
+    train = model._mtif_data(X, y, t, reset=False)
+    val = model._mtif_data(Xv, yv, tv, reset=False)
+    options = {"task_weight_sum": model.task_weight_sum_, "init": model._mtif_warm_start()}
     times = []
     for i in range(n_sample):
-        reduced = weights
-        dropped = ()
+        rows, dropped = train, ()
         if task:
-            dropped = [model.tasks_[i]]
+            dropped = [i]
         else:
-            reduced = weights.copy()
+            reduced = train.sample_weight.copy()
             reduced[i * (len(y) // n_sample)] = 0.0
+            rows = train.with_weights(reduced)
         start = time.perf_counter()
-        _refit_losses(MultitaskLogistic(alpha=0.1), X, y, t, reduced, model.task_weight_sum_,
-                      init, Xv, yv, tv, dropped_tasks=dropped)
+        _refit_losses(MultitaskLogistic(alpha=0.1), rows, val, dropped_tasks=dropped, **options)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 

@@ -12,7 +12,8 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["ArrayBackend", "resolve_backend", "single_blas_thread", "to_numpy"]
+__all__ = ["ArrayBackend", "resolve_backend", "rows_times_task_matrices_numpy",
+           "single_blas_thread", "to_numpy"]
 
 BACKENDS = ("auto", "numpy", "cupy")
 
@@ -44,6 +45,11 @@ def _namespace(name):
     from array_api_compat import array_namespace
 
     if name == "numpy":
+        # NumPy 2 is an array-API namespace itself: no Python wrapper around every call on the
+        # CPU path (array-api-compat's wrappers cost microseconds per call, which adds up in
+        # small problems). NumPy 1.x lacks some names (matrix_transpose): wrapped.
+        if hasattr(np, "matrix_transpose"):
+            return np
         return array_namespace(np.zeros(1))
     if name == "cupy":
         return array_namespace(_import_cupy().zeros(1))
@@ -108,23 +114,66 @@ class ArrayBackend:
     def rows_times_task_matrices(self, codes, vectors, matrices):
         """``vectors[i] @ matrices[codes[i]]`` for every row i: (m, a) x (K, a, b) -> (m, b).
 
-        On NumPy one GEMM per task present (rows grouped by task) instead of gathering an
-        (m, a, b) array; on a device one batched product over the gathered matrices.
+        On NumPy no (m, a, b) gather: rows are grouped by task (see
+        :func:`rows_times_task_matrices_numpy`); on a device one batched product over the
+        gathered matrices.
         """
         if not self.is_numpy:
             gathered = matrices[self.asarray(np.asarray(codes))]
             return self.xp.matmul(vectors[:, None, :], gathered)[:, 0, :]
-        from ._tasks import group_rows_by_task
-
-        out = np.empty((len(codes), matrices.shape[2]))
-        for task, rows in group_rows_by_task(codes):
-            out[rows] = vectors[rows] @ matrices[task]
-        return out
+        return rows_times_task_matrices_numpy(np.asarray(codes), vectors, matrices)
 
     def blas_threads(self, block_size=0):
         """Context with one BLAS thread for small blocks on NumPy (see
         :func:`single_blas_thread`)."""
         return single_blas_thread(self.xp, block_size)
+
+
+#: Runs of one task at least this long are multiplied one task at a time (a GEMM each);
+#: shorter runs are batched by length (one batched product per distinct run length).
+LONG_RUN = 64
+
+
+def rows_times_task_matrices_numpy(codes, vectors, matrices, out=None):
+    """``vectors[i] @ matrices[codes[i]]`` on NumPy, by runs of rows of one task.
+
+    Rows are taken in task order (no sort when ``codes`` are already sorted, as in the
+    contiguous chunks of a task-sorted data set). Long runs (>= :data:`LONG_RUN` rows) are
+    one GEMM each on a view; the many short runs of data sets with few rows per task are
+    grouped by run length and multiplied as stacks (``matmul`` of (n_runs, length, a) by
+    (n_runs, a, b)), so the Python loop runs over distinct lengths, not over tasks. ``out``
+    (m, b): written in place.
+    """
+    m = codes.shape[0]
+    if out is None:
+        out = np.empty((m, matrices.shape[2]), dtype=np.result_type(vectors, matrices))
+    if m == 0:
+        return out
+    sorted_rows = bool(np.all(codes[1:] >= codes[:-1]))
+    order = None if sorted_rows else np.argsort(codes, kind="stable")
+    ordered = codes if sorted_rows else codes[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    lengths = np.diff(np.append(starts, m))
+    tasks = ordered[starts]
+    long_runs = lengths >= LONG_RUN
+    for start, length, task in zip(starts[long_runs].tolist(), lengths[long_runs].tolist(),
+                                   tasks[long_runs].tolist(), strict=True):
+        if order is None:
+            rows = slice(start, start + length)
+            np.matmul(vectors[rows], matrices[task], out=out[rows])
+        else:
+            rows = order[start:start + length]
+            out[rows] = vectors[rows] @ matrices[task]
+    short = ~long_runs
+    if not short.any():
+        return out
+    for length in np.unique(lengths[short]).tolist():
+        runs = np.flatnonzero(short & (lengths == length))
+        positions = starts[runs][:, None] + np.arange(length)  # (n_runs, length), task order
+        if order is not None:
+            positions = order[positions]
+        out[positions] = np.matmul(vectors[positions], matrices[tasks[runs]])
+    return out
 
 
 def resolve_backend(backend, *arrays):

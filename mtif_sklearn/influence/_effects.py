@@ -42,7 +42,7 @@ def target_solves(factor, val_task, val_shared):
     """
     xp = factor.xp
     z = solve_task_blocks(factor, val_task)
-    pushed = xp.matmul(xp.matrix_transpose(factor.coupling), z[..., None])[..., 0]
+    pushed = factor.couple(z)  # H_K+1,k z_k
     x_shared = solve_schur(factor, xp.matrix_transpose(val_shared - pushed))
     return z, x_shared
 
@@ -50,16 +50,16 @@ def target_solves(factor, val_task, val_shared):
 def solve_rows_by_task(factor, codes, rhs_task):
     """z_e = H_kk^-1 g_e for rows e of task k, and H_K+1,k z_e (no (rows, q, q) gather on
     NumPy: one product per task present)."""
-    backend = factor.backend
-    z = backend.rows_times_task_matrices(codes, rhs_task, factor.task_inverse)
-    return z, backend.rows_times_task_matrices(codes, z, factor.coupling)
+    z = factor.backend.rows_times_task_matrices(codes, rhs_task, factor.task_inverse)
+    return z, factor.rows_couple(codes, z)
 
 
 def reduced_gradients(factor, codes, grad_task, grad_shared):
     """g^s - W_l^T g^t for every row (its gradient pushed onto the shared block)."""
-    reduced = -factor.backend.rows_times_task_matrices(codes, grad_task, factor.coupling_solved)
+    reduced = factor.rows_solved_coupling(codes, grad_task)
+    reduced *= -1.0
     if grad_shared is not None:
-        reduced = reduced + grad_shared
+        reduced += grad_shared
     return reduced
 
 
@@ -108,8 +108,12 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
         column_of[np.asarray(columns)] = np.arange(len(columns))
         column = column_of[codes]
         rows, column, codes = rows[column >= 0], column[column >= 0], codes[column >= 0]
-    rows, column, codes = (backend.asarray(a) for a in (rows, column, codes))
-    within = xp.sum(grad_task[rows] * z[codes], axis=1)
+    if backend.is_numpy:  # no (m, q) product temporary
+        subset = grad_task if rows.size == grad_task.shape[0] else grad_task[rows]
+        within = np.einsum("mq,mq->m", subset, z[codes])
+    else:
+        rows, column, codes = (backend.asarray(a) for a in (rows, column, codes))
+        within = xp.sum(grad_task[rows] * z[codes], axis=1)
     effects[rows, column] += within
     if return_reduced:
         return effects, reduced

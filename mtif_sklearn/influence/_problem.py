@@ -11,6 +11,7 @@ import numpy as np
 
 from .._arrow import NotPositiveDefiniteError, factor_arrow
 from ._effects import target_solves
+from ._strategy import CHUNK_NUMBERS
 
 __all__ = ["InfluenceProblem", "mean_task_losses"]
 
@@ -36,6 +37,13 @@ def mean_task_losses(objective, params, n_tasks):
     if present.any():
         sums[:, present] = np.add.reduceat(losses[:, order], starts[present], axis=1)
     return sums / np.where(present, counts, np.nan)
+
+
+def _hessian(objective, params):
+    """The Hessian blocks to factor; an objective whose coupling blocks are diagonal (the linear
+    models) gives them as their diagonals (no dense K x q x q stack of zeros)."""
+    blocks = getattr(objective, "diagonal_hessian_blocks", None)
+    return objective.hessian_blocks(params) if blocks is None else blocks(params)
 
 
 def _regularisation_advice(model):
@@ -86,7 +94,7 @@ class InfluenceProblem:
         self.params = model._mtif_params()
         q, p = self.train.n_task_params, self.train.n_shared_params
         with backend.blas_threads(max(q, p)):
-            self.factor = self._factor(self.train.hessian_blocks(self.params), backend)
+            self.factor = self._factor(_hessian(self.train, self.params), backend)
             self._solve_targets()
         self.schur_condition = self.factor.schur_condition
         if self.schur_condition > 1e12:
@@ -98,8 +106,9 @@ class InfluenceProblem:
 
     def _factor(self, blocks, backend):
         try:
+            # The blocks were made for this factor: on NumPy factored in place.
             return factor_arrow(*(backend.asarray(b) for b in blocks), damping=self.damping,
-                                task_names=self.task_names)
+                                task_names=self.task_names, overwrite_blocks=True)
         except NotPositiveDefiniteError as exc:
             raise exc.with_advice(_regularisation_advice(self.model)) from None
 
@@ -109,7 +118,7 @@ class InfluenceProblem:
             return self.factor
         from ..backend import ArrayBackend
 
-        return self._factor(self.train.hessian_blocks(self.params), ArrayBackend("numpy"))
+        return self._factor(_hessian(self.train, self.params), ArrayBackend("numpy"))
 
     def _solve_targets(self):
         """V_k and H^-1 v_k for the gradient v_k of every task's mean validation loss."""
@@ -142,7 +151,8 @@ class InfluenceProblem:
 
         Non-finite effects are an error, not a silent answer; ``allow_nan`` lets NaN through
         (Newton removals whose Hessian is singular: documented and warned about). ``columns``:
-        the tasks of the effects' columns (default all).
+        the tasks of the effects' columns (default all). The check reads the effects in
+        place (no copy, no full-size boolean temporaries: ``effects`` may be n x K).
         """
         from ..backend import to_numpy
 
@@ -152,21 +162,79 @@ class InfluenceProblem:
             missing = np.flatnonzero(np.isin(np.asarray(columns), missing))
         if missing.size:
             effects[..., missing] = np.nan
-        check = np.delete(effects, missing, axis=-1) if missing.size else effects
-        if np.any(np.isinf(check)) or (not allow_nan and np.any(np.isnan(check))):
+        if not _all_finite(effects, missing, allow_nan):
             raise ValueError(
                 "Some influence values are not finite (overflow or an ill-posed removal). Scale "
                 "the targets and features (e.g. StandardScaler) or add damping.")
         return effects
 
     def relative_gradient_norm(self):
-        """||grad L(params)|| / (||row-gradient part|| + tiny): 0 at an exact fit."""
-        task_grad, shared_parts = self.train.task_gradients(self.params)
-        shared = shared_parts.sum(axis=0) + self.train.shared_penalty_gradient(self.params)
+        """||grad L(params)|| / (||row-gradient part|| + tiny): 0 at an exact fit.
+
+        The scale is ``sqrt(sum_k ||sum_{i in k} w_i |g_i| ||^2)`` (task and shared parts
+        separately), summed over chunks of rows: no (n, q) temporaries.
+        """
+        train, params = self.train, self.params
+        task_grad, shared_parts = train.task_gradients(params)
+        shared = shared_parts.sum(axis=0) + train.shared_penalty_gradient(params)
         norm = np.sqrt(np.sum(task_grad ** 2) + np.sum(shared ** 2))
-        row_task, row_shared = self.train.row_gradients(self.params)
-        weights = self.train.row_weights[:, None]
-        scale = np.sqrt(np.sum(self.train.task_sums(np.abs(row_task) * weights) ** 2))
-        if row_shared is not None:
-            scale += np.sqrt(np.sum(self.train.task_sums(np.abs(row_shared) * weights) ** 2))
+        n_rows = train.codes.shape[0]
+        q, p = train.n_task_params, train.n_shared_params
+        task_scale = np.zeros((self.n_tasks, q))
+        shared_scale = None
+        chunk = max(1, CHUNK_NUMBERS // (q + p))
+        if hasattr(train, "task_abs_gradient_sums"):  # the linear models: one pass over X
+            task_scale, shared_scale = train.task_abs_gradient_sums(params)
+            n_rows = 0
+        for start in range(0, n_rows, chunk):
+            rows = slice(start, min(start + chunk, n_rows))
+            row_task, row_shared = train.row_gradients(params, rows)
+            weights = train.row_weights[rows][:, None]
+            codes = train.codes[rows]
+            task_scale += _task_sums(codes, _abs_weighted(row_task, weights), self.n_tasks)
+            if row_shared is not None:
+                part = _task_sums(codes, _abs_weighted(row_shared, weights), self.n_tasks)
+                shared_scale = part if shared_scale is None else shared_scale + part
+        scale = np.sqrt(np.sum(task_scale ** 2))
+        if shared_scale is not None:
+            scale += np.sqrt(np.sum(shared_scale ** 2))
         return float(norm / max(scale, np.finfo(np.float64).tiny))
+
+
+def _abs_weighted(values, weights):
+    """|values| * weights with one temporary (the objective's arrays are never written)."""
+    out = np.abs(np.asarray(values, dtype=np.float64))
+    out *= weights
+    return out
+
+
+def _task_sums(codes, values, n_tasks):
+    """Sums of ``values`` (m, c) over the rows of every task, (n_tasks, c), by runs of sorted
+    codes (no sort when they are sorted already)."""
+    out = np.zeros((n_tasks, values.shape[1]))
+    if codes.size == 0:
+        return out
+    if not np.all(codes[1:] >= codes[:-1]):
+        order = np.argsort(codes, kind="stable")
+        codes, values = codes[order], values[order]
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+    out[codes[starts]] = np.add.reduceat(values, starts, axis=0)
+    return out
+
+
+def _all_finite(effects, missing, allow_nan):
+    """Whether ``effects`` (..., c) are finite outside the columns ``missing`` (NaN allowed
+    with ``allow_nan``): one sum decides almost always; chunks of rows otherwise."""
+    if not missing.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(effects)):
+                return True
+    keep = np.ones(effects.shape[-1], dtype=bool)
+    keep[missing] = False
+    rows = effects.reshape(-1, effects.shape[-1])
+    chunk = max(1, CHUNK_NUMBERS // max(rows.shape[1], 1))
+    for start in range(0, rows.shape[0], chunk):
+        block = rows[start:start + chunk][:, keep]
+        if np.any(np.isinf(block)) or (not allow_nan and np.any(np.isnan(block))):
+            return False
+    return True

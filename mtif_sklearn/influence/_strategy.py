@@ -26,6 +26,8 @@ def map_chunks(func, n_items, chunk_size, *, n_jobs=None, verbose=0, desc=None):
     chunk_size = max(1, int(chunk_size))
     chunks = [slice(start, min(start + chunk_size, n_items))
               for start in range(0, n_items, chunk_size)]
+    if len(chunks) <= 1:  # nothing to spread: no joblib set-up (about 0.5 ms a call)
+        return [func(chunk) for chunk in chunks]
     return parallel_map(func, chunks, n_jobs=n_jobs, verbose=verbose, desc=desc,
                         require="sharedmem")
 

@@ -42,8 +42,19 @@ def map_row_chunks(sources, n_out, chunk_size, compute, reduce, *, n_jobs=None, 
         positions[source.out_rows] = np.arange(len(source.out_rows))
         inverse.append(positions)
 
+    if len(sources) == 1 and np.array_equal(sources[0].out_rows, np.arange(n_out)):
+        source = sources[0]
+
+        def single(rows):  # one source holding every output row in order: no averaging
+            values = np.asarray(compute(source, rows), dtype=np.float64)
+            values = np.where(np.isfinite(values), values, np.nan)
+            return reduce(np.arange(rows.start, rows.stop), values)
+
+        return map_chunks(single, n_out, chunk_size, n_jobs=n_jobs, verbose=verbose,
+                          desc=desc)
+
     def chunk(rows):
-        out_rows = np.arange(n_out)[rows]
+        out_rows = np.arange(rows.start, rows.stop)  # map_chunks hands out slices
         sums = counts = None
         for source, positions in zip(sources, inverse, strict=True):
             local = positions[out_rows]
@@ -70,7 +81,7 @@ def map_task_chunks(splits, n_tasks, chunk_size, columns, reduce, *, verbose=0, 
     (n_splits, M, len(columns)), then ``reduce(source_tasks, stacked)``."""
 
     def chunk(sources):
-        tasks = np.arange(n_tasks)[sources]
+        tasks = np.arange(sources.start, sources.stop)
         stacked = np.stack([split.problem.finish(
             split.strategy.task_effects(tasks, columns=columns), allow_nan=True,
             columns=columns) for split in splits])

@@ -76,14 +76,17 @@ def _merit(objective, params, tasks_mask, with_shared):
 
 def _newton_step(objective, params, task_grad, shared_grad, tasks_mask, update_shared,
                  task_names):
-    blocks = objective.hessian_blocks(params, active=tasks_mask)
+    # Diagonal coupling blocks as their diagonals (no dense (K, q, q) stack of zeros).
+    blocks = objective.diagonal_hessian_blocks(params, active=tasks_mask)
     if not update_shared:  # heads only, given the shared parameters
         factor = factor_arrow(blocks.task, blocks.coupling, np.eye(blocks.shared.shape[0]),
                               active=np.zeros(len(tasks_mask), dtype=bool),
-                              task_names=task_names)
+                              task_names=task_names, overwrite_blocks=True)
         return -solve_task_blocks(factor, task_grad), np.zeros_like(shared_grad)
     try:
-        factor = factor_arrow(*blocks, active=tasks_mask, task_names=task_names)
+        # The blocks are this step's own: factored in place (no second K q^2 array).
+        factor = factor_arrow(*blocks, active=tasks_mask, task_names=task_names,
+                              overwrite_blocks=True)
     except NotPositiveDefiniteError as exc:
         # The estimators have no damping parameter: say what the user can change.
         raise ValueError(
