@@ -47,6 +47,11 @@ class FirstOrder(RemovalStrategy):
         per_row = q + p + self.problem.n_tasks + (0 if backend.is_numpy else q * p)
         return max(1, CHUNK_NUMBERS // per_row)
 
+    def score_chunk_size(self):
+        """Rows per chunk of :meth:`row_scores`: a gradient and a few numbers per row."""
+        q, p = self.problem.factor.shape[1:]
+        return max(1, CHUNK_NUMBERS // (q + p + 3))
+
     def _blas(self):
         """One BLAS thread for the row and task products (inner dimension q or p): with two
         threads on busy cores OpenBLAS made the n x K product 7x slower (measured)."""

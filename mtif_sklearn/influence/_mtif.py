@@ -129,10 +129,11 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
         pairs: ``split(X, task_codes)`` is called, so stratified splitters stratify by task.
         Every fold must train on every task. ``cv`` together with ``X_val`` is an error.
     store_influence : {"auto", True, False}, default="auto"
-        Whether to keep ``influence_`` (n_train x K numbers) after fit. "auto": while it takes
-        at most 1 GiB (``INFLUENCE_MEMORY_BUDGET``), and the same rule for
-        ``task_influence_`` (K x K, times the folds). Summaries (:meth:`row_scores`,
-        :meth:`harmful_rows`) never need it: they are computed from the factor in O(n p).
+        Whether to compute and keep ``influence_`` (n_train x K numbers) and the task level
+        (``task_influence_``, K x K, per fold with ``cv``) after fit. "auto": each while it
+        takes at most 1 GiB (``INFLUENCE_MEMORY_BUDGET``); False: neither (only the
+        summaries). Summaries (:meth:`row_scores`, :meth:`harmful_rows`) never need them:
+        they are computed from the factor in O(n p).
     batch_size : int, default=None
         Rows per chunk when computing data-level effects (bounded memory). None picks chunks
         of about 2**22 numbers (32 MiB) of per-row gradients and effects.
@@ -354,13 +355,17 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
         n_rows = splits[0].train_rows.size if self.cv is None else data.n_samples
         store = (self.store_influence is True or self.store_influence == "auto"
                  and n_rows * n_tasks * 8 <= INFLUENCE_MEMORY_BUDGET)
-        store_tasks = (self.store_influence is True or n_tasks * n_tasks * 8 * (len(splits) + 2)
-                       <= INFLUENCE_MEMORY_BUDGET)
+        store_tasks = (self.store_influence is True or self.store_influence == "auto"
+                       and n_tasks * n_tasks * 8 * (len(splits) + 2) <= INFLUENCE_MEMORY_BUDGET)
         sources = self._training_sources(splits)
         influence = self._effects_matrix(sources, n_rows, n_tasks) if store else None
-        task_matrices = (np.stack([split.problem.finish(
-            split.strategy.task_effects(np.arange(n_tasks)), allow_nan=split.strategy.allows_nan)
-            for split in splits]) if store_tasks else None)
+        task_matrices = None
+        if store_tasks:  # written fold by fold into one array (no stacked copy)
+            task_matrices = np.empty((len(splits), n_tasks, n_tasks))
+            for fold, split in enumerate(splits):
+                task_matrices[fold] = split.problem.finish(
+                    split.strategy.task_effects(np.arange(n_tasks)),
+                    allow_nan=split.strategy.allows_nan)
         estimator = (self.estimator if frozen else splits[0].problem.model
                      if self.cv is None else clone(self.estimator)._mtif_fit(data))
         self._backend_name = backend.name

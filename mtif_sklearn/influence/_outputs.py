@@ -23,9 +23,14 @@ class InfluenceOutputsMixin:
                           else split.train_rows) for split in splits]
 
     def _row_map(self, sources, n_out, compute, reduce, per_row=None, desc=None):
-        """:func:`map_row_chunks` with this estimator's chunking, threads and progress."""
+        """:func:`map_row_chunks` with this estimator's chunking, threads and progress.
+
+        ``per_row``: None (effects on every task), an int (effects on that many evaluation
+        rows) or "scores" (one number per row).
+        """
         strategy = sources[0].split.strategy
-        size = self.batch_size or strategy.row_chunk_size(per_row)
+        size = self.batch_size or (strategy.score_chunk_size() if per_row == "scores"
+                                   else strategy.row_chunk_size(per_row))
         n_jobs = self.n_jobs if sources[0].split.problem.backend.is_numpy else 1
         return map_row_chunks(sources, n_out, size, compute, reduce, n_jobs=n_jobs,
                               verbose=self.verbose, desc=desc)
@@ -42,11 +47,13 @@ class InfluenceOutputsMixin:
                                             out=effects[rows] if backend.is_numpy else None)
                 if not backend.is_numpy:
                     effects[rows] = to_numpy(part)
+                # checked while the chunk is in cache (NaN for tasks without validation)
+                source.split.problem.finish(effects[rows], allow_nan=strategy.allows_nan)
 
             map_chunks(chunk, n_out, self.batch_size or strategy.row_chunk_size(),
                        n_jobs=self.n_jobs if backend.is_numpy else 1, verbose=self.verbose,
                        desc="MTIF row effects")
-            return source.split.problem.finish(effects, allow_nan=strategy.allows_nan)
+            return effects
 
         def reduce(rows, mean):
             effects[rows] = mean

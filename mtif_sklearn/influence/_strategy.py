@@ -52,6 +52,10 @@ class RemovalStrategy(ABC):
     def row_chunk_size(self, n_eval=None):
         """Rows per chunk that keep the work arrays near :data:`CHUNK_NUMBERS`."""
 
+    def score_chunk_size(self):
+        """Rows per chunk of :meth:`row_scores` (by default that of :meth:`row_effects`)."""
+        return self.row_chunk_size()
+
     @abstractmethod
     def row_effects(self, objective, rows, weights, out=None, columns=None):
         """Effects (m, K) on every V_k of removing ``rows`` of ``objective`` (each carrying

@@ -172,7 +172,7 @@ class InfluenceSummariesMixin:
         self._row_map(self._training_sources(self._splits), self.train_indices_.size,
                       lambda src, local: src.split.strategy.row_scores(
                           src.objective, local, src.weights[local], weights[id(src.split)])[
-                          :, None], reduce, desc="MTIF row scores")
+                          :, None], reduce, per_row="scores", desc="MTIF row scores")
         return scores
 
     def harmful_rows(self, n_rows=10, target_tasks=None):

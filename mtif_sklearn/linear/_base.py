@@ -101,8 +101,8 @@ class _BaseMultitaskLinear(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------
     def _fit(self, X, y, tasks=None, sample_weight=None):
-        """Validate (X, y, tasks, sample_weight) once, then fit on the validated rows."""
-        self._validate_params()
+        """Validate (X, y, tasks, sample_weight) once, then fit on the validated rows (the
+        parameters are validated by ``fit``'s ``_fit_context``)."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
