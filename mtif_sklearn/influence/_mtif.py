@@ -131,8 +131,8 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
     store_influence : {"auto", True, False}, default="auto"
         Whether to compute and keep ``influence_`` (n_train x K numbers) and the task level
         (``task_influence_``, K x K, per fold with ``cv``) after fit. "auto": each while it
-        takes at most 1 GiB (``INFLUENCE_MEMORY_BUDGET``); False: neither (only the
-        summaries). Summaries (:meth:`row_scores`, :meth:`harmful_rows`) never need them:
+        takes at most 1 GiB (``INFLUENCE_MEMORY_BUDGET``); False: neither after fit (the
+        summaries only; the task level is then computed on first access). Summaries (:meth:`row_scores`, :meth:`harmful_rows`) never need them:
         they are computed from the factor in O(n p).
     batch_size : int, default=None
         Rows per chunk when computing data-level effects (bounded memory). None picks chunks
@@ -355,41 +355,77 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
         n_rows = splits[0].train_rows.size if self.cv is None else data.n_samples
         store = (self.store_influence is True or self.store_influence == "auto"
                  and n_rows * n_tasks * 8 <= INFLUENCE_MEMORY_BUDGET)
-        store_tasks = (self.store_influence is True or self.store_influence == "auto"
-                       and n_tasks * n_tasks * 8 * (len(splits) + 2) <= INFLUENCE_MEMORY_BUDGET)
-        sources = self._training_sources(splits)
-        influence = self._effects_matrix(sources, n_rows, n_tasks) if store else None
-        task_matrices = None
-        if store_tasks:  # written fold by fold into one array (no stacked copy)
-            task_matrices = np.empty((len(splits), n_tasks, n_tasks))
-            for fold, split in enumerate(splits):
-                task_matrices[fold] = split.problem.finish(
-                    split.strategy.task_effects(np.arange(n_tasks)),
-                    allow_nan=split.strategy.allows_nan)
+        influence = (self._effects_matrix(self._training_sources(splits), n_rows, n_tasks)
+                     if store else None)
+        # The task level now, unless it was asked not to be kept (then on first access).
+        task_level = (self._task_level_of(splits, n_tasks)
+                      if self.store_influence is not False and self._task_level_fits(
+                          n_tasks, len(splits)) else None)
         estimator = (self.estimator if frozen else splits[0].problem.model
                      if self.cv is None else clone(self.estimator)._mtif_fit(data))
         self._backend_name = backend.name
         self._return_xp = self.backend == "auto" and not backend.is_numpy
         self._splits, self._index, self._n_samples = splits, data.index, data.n_samples
-        self._influence = influence
+        self._influence, self._task_level = influence, task_level
         self.estimator_ = estimator
         self.tasks_ = np.asarray(data.task_labels)
         self.schur_condition_ = max(split.problem.schur_condition for split in splits)
-        for name in ("task_influence_", "task_influence_se_", "fold_task_influence_", "folds_"):
-            self.__dict__.pop(name, None)
+        self.__dict__.pop("folds_", None)
         if self.cv is None:
             self.train_indices_, self.val_indices_ = splits[0].train_rows, splits[0].val_rows
             self.validation_loss_ = splits[0].problem.validation_loss
-            if task_matrices is not None:
-                self.task_influence_ = task_matrices[0]
             return
         self.train_indices_, self.val_indices_ = np.arange(data.n_samples), None
         self.folds_ = [(split.train_rows, split.val_rows) for split in splits]
         self.validation_loss_ = self._out_of_fold_loss(splits, data, n_tasks)
-        if task_matrices is not None:
-            self.fold_task_influence_ = task_matrices
-            self.task_influence_ = task_matrices.mean(axis=0)
-            self.task_influence_se_ = task_matrices.std(axis=0, ddof=1) / np.sqrt(len(splits))
+
+    def _task_level_fits(self, n_tasks, n_splits):
+        return (self.store_influence is True
+                or n_tasks * n_tasks * 8 * (n_splits + 2) <= INFLUENCE_MEMORY_BUDGET)
+
+    @staticmethod
+    def _task_level_of(splits, n_tasks):
+        """{"folds": (n_splits, K, K), "mean": (K, K), "se": (K, K) or None}."""
+        matrices = np.empty((len(splits), n_tasks, n_tasks))  # no stacked copy
+        for fold, split in enumerate(splits):
+            matrices[fold] = split.problem.finish(split.strategy.task_effects(
+                np.arange(n_tasks)), allow_nan=split.strategy.allows_nan)
+        if len(splits) == 1:
+            return {"folds": matrices, "mean": matrices[0], "se": None}
+        return {"folds": matrices, "mean": matrices.mean(axis=0),
+                "se": matrices.std(axis=0, ddof=1) / np.sqrt(len(splits))}
+
+    def _task_level_value(self, key, name):
+        if "_splits" not in self.__dict__:
+            raise AttributeError(f"{name} exists only after fit.")
+        if key != "mean" and self.cv is None:
+            raise AttributeError(f"{name} exists only with cross-fitting (cv).")
+        if self.__dict__.get("_task_level") is None:
+            n_tasks = len(self.tasks_)
+            if not self._task_level_fits(n_tasks, len(self._splits)):
+                raise AttributeError(
+                    f"{name} was not computed: {n_tasks} x {n_tasks} tasks per fold take more "
+                    f"than the store_influence='auto' budget of "
+                    f"{INFLUENCE_MEMORY_BUDGET / 2**30:g} GiB; pass store_influence=True.")
+            self._task_level = self._task_level_of(self._splits, n_tasks)
+        return self._task_level[key]
+
+    @property
+    def task_influence_(self):
+        """ndarray of shape (n_tasks, n_tasks): the task-level effects (see the class
+        docstring); with ``store_influence=False`` computed on first access."""
+        return self._task_level_value("mean", "task_influence_")
+
+    @property
+    def task_influence_se_(self):
+        """ndarray of shape (n_tasks, n_tasks): standard errors of ``task_influence_`` over
+        the folds (``cv`` only)."""
+        return self._task_level_value("se", "task_influence_se_")
+
+    @property
+    def fold_task_influence_(self):
+        """ndarray of shape (n_folds, n_tasks, n_tasks): the fold matrices (``cv`` only)."""
+        return self._task_level_value("folds", "fold_task_influence_")
 
     @staticmethod
     def _out_of_fold_loss(splits, data, n_tasks):
