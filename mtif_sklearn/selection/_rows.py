@@ -259,13 +259,13 @@ class NegativeTransferSelector(BaseSelector):
     loss in 5 of 5 seeds, the guarded selector kept every school row and left chemical
     unchanged; on targeted transfer it let the conflicting rows go (58% lower target loss,
     unguarded 60%). It is conservative on label noise, whose held-out rows are noisy too
-    (flipped chemical labels: -0.0004 log loss guarded, -0.0034 unguarded at 1%).
+    (flipped chemical labels: -0.0006 log loss guarded, -0.0032 unguarded at 1%).
 
     With ``target_tasks``, the question is which rows of OTHER tasks hurt the targets: by
     default (``include_target_rows=False``) the targets' own rows are scored but never
     removed. Scores are size-aware by default (``task_weights="size"``): with equal task
     weights a row's score falls like n_task^-1.5, so small tasks filled the removal list
-    (chemical: 38-41% of the removed rows from a task holding 3.7% of them).
+    (chemical: 39-46% of the removed rows from a task holding 3.7% of them).
 
     Changed in the row-selection issue: the (n_samples, n_tasks) ``effects_`` attribute is gone
     (the scores come from :meth:`MTIFInfluence.row_scores` without forming it); use
@@ -309,8 +309,8 @@ class NegativeTransferSelector(BaseSelector):
         that change: ``True`` means 1, ``0.0`` any decrease, ``False`` no check. Costs
         ``cv * (cv - 1) / 2`` fits (one per pair of folds) plus ``cv`` refits per round.
         Needs ``cv`` with at least 3 folds; pass ``guard=False`` with ``cv=None`` or 2 folds.
-        Measured (``benchmarks/README.md``): with a margin of 0 a 30-row target let through
-        a removal that raised its test loss by 10%.
+        Measured (``benchmarks/README.md``): with a margin of 0, one of five 30-row school
+        targets let through a removal that raised its test loss by 21%.
     cv : int, cross-validation generator, iterable or None, default=5
         How scores are cross-fitted. An int ``n``: shuffled ``StratifiedKFold(n)`` on the task
         labels (every task needs at least ``n`` rows). A splitter or an iterable of
