@@ -155,12 +155,12 @@ def _row_weights(codes, targets, n_tasks, task_weights):
     return weights / total if total > 0 else weights
 
 
-def _pair_scores(estimator, data, fit_args, warm_model, folds, a, b, target_tasks,
+def _pair_scores(estimator, data, fit_args, warm_model, active, folds, a, b, target_tasks,
                  task_weights, damping, backend, method):
-    """Scores of the guard's nested folds from one model fitted without folds ``a`` and ``b``:
-    its training rows, their scores on fold b's rows, and on fold a's rows."""
+    """Scores of the guard's nested folds from one model fitted on the ``active`` rows outside
+    folds ``a`` and ``b``: its training rows, their scores on fold b's rows, and on fold
+    a's rows."""
     X, y, tasks, sample_weight = fit_args
-    active = np.concatenate([val for _, val in folds])  # the folds partition the active rows
     rows = np.setdiff1d(active, np.concatenate([folds[a][1], folds[b][1]]))
     model = _refit(estimator, data.take(rows), warm_model)
     scores = []
@@ -647,7 +647,7 @@ class NegativeTransferSelector(BaseSelector):
         pairs = [(a, b) for a in range(n_folds) for b in range(a + 1, n_folds)]
         pair_scores = Parallel(n_jobs=self.n_jobs)(
             delayed(_pair_scores)(self.estimator, data, fit_args, influences[a].estimator_,
-                                  folds, a, b, self.target_tasks_, self.task_weights,
+                                  active, folds, a, b, self.target_tasks_, self.task_weights,
                                   self.damping, self.backend, self.method)
             for a, b in pairs)
         nested_scores = [[None] * n_folds for _ in range(n_folds)]

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 import sklearn
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
@@ -314,8 +319,8 @@ def test_guard_scores_never_see_the_held_out_fold():
     folds = selector.folds_
     data = MultitaskRidge(alpha=0.1)._mtif_data(X, y, tasks, reset=True)
     rows, on_b, on_a = _pair_scores(MultitaskRidge(alpha=0.1), data, (X, y, tasks, None),
-                                    selector.influence_[0].estimator_, folds, 0, 1, [0, 1, 2, 3],
-                                    "size", 0.0, "auto", "first_order")
+                                    selector.influence_[0].estimator_, np.arange(len(y)), folds,
+                                    0, 1, [0, 1, 2, 3], "size", 0.0, "auto", "first_order")
     # The model behind the scores of held-out fold 0 trained on neither fold 0 nor fold 1
     # (its validation rows): the nested choice cannot depend on fold 0's labels.
     assert not np.isin(rows, np.concatenate([folds[0][1], folds[1][1]])).any()
@@ -491,6 +496,12 @@ def test_any_task_stratified_splitter_can_be_passed_as_cv():
                                         cv=StratifiedKFold(4, shuffle=True, random_state=1))
     selector.fit(X, y, tasks=tasks)
     assert len(selector.folds_) == 4
+    # Overlapping validation sets (shuffle splits) are fine too, guard included: its pair
+    # models train on the rows outside both validation sets.
+    shuffled = NegativeTransferSelector(
+        MultitaskRidge(alpha=0.1), fraction=0.1, n_rounds=1, random_state=0,
+        cv=StratifiedShuffleSplit(3, test_size=0.25, random_state=0)).fit(X, y, tasks=tasks)
+    assert len(shuffled.folds_) == 3 and shuffled.guard_report_["round"] == [1]
     with pytest.raises(ValueError, match="trains on no row of task"):
         # unshuffled KFold on task-sorted rows holds out whole tasks
         NegativeTransferSelector(MultitaskRidge(alpha=0.1), cv=KFold(4)).fit(X, y, tasks=tasks)
