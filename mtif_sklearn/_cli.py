@@ -1009,7 +1009,7 @@ def select(args, print_fn=print):
         progress.step()
         selector = NegativeTransferSelector(
             _make_model(args), fraction=args.fraction, target_tasks=target_tasks,
-            cv=None if args.cv == 0 else args.cv,
+            cv=None if args.cv == 0 else args.cv, guard=args.cv >= 3,  # the guard needs 3 folds
             validation_fraction=args.validation_fraction, damping=args.damping,
             random_state=args.random_state, verbose=1)
         # verbose=1 also measures the validation loss after removal (refits per fold); its
@@ -1097,7 +1097,7 @@ def _selection_text(selector, top=None):
     Many tasks: the ``top`` tasks that lost the most rows, then a count of the rest.
     """
     report = selector.report_
-    header = selector.selection_report().splitlines()[:2]  # totals and scoring scheme
+    header = selector.selection_report().splitlines()[:3]  # totals, scoring scheme, guard
     measured = not np.all(np.isnan(report["validation_loss_after"]))
     names = [_show(t) for t in report["task"]]
     width = max(6, *(len(n) for n in names))

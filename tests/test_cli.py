@@ -81,9 +81,12 @@ def test_select_writes_kept_removed_and_per_task_tables(shop_csv, tmp_path, caps
     out = tmp_path / "sel"
     test_csv = tmp_path / "test.csv"
     _frame(n_per_task=20, seed=1, corrupt=0).to_csv(test_csv, index=False)
+    # --cv 2: no nested-CV guard (it needs 3 folds), which on these 3 gross errors in 240 rows
+    # keeps every row (the held-out rows that judge a removal hold the other errors); this
+    # test is about the files written for the rows that go.
     status, stdout, _ = _run(["select", shop_csv, "--task-column", "store", "--target", "sales",
                               "--features", "price", "footfall", "rain", "staff", "colour",
-                              "--fraction", "0.02", "--cv", "3", "--test", test_csv,
+                              "--fraction", "0.02", "--cv", "2", "--test", test_csv,
                               "--out", out, "--no-progress"], capsys)
     assert status == 0
     kept = pd.read_csv(out / "kept_rows.csv", index_col="row_id")
@@ -661,3 +664,17 @@ def test_demo_shows_a_task_selection_decision_and_its_held_out_effect(tmp_path):
                   - np.mean((together.predict(X_test[keep], tasks=tasks_test[keep])
                              - y_test[keep]) ** 2))
         assert float(row[3]) == pytest.approx(change, abs=6e-4)  # printed to 3 decimals
+
+
+def test_select_reports_the_guard_and_turns_it_off_below_three_folds(shop_csv, tmp_path,
+                                                                      capsys):
+    # NegativeTransferSelector's nested-CV guard needs 3 folds: --cv 3 runs it and says what it
+    # kept; --cv 2 (and --cv 0, one split) select without it and say so.
+    base = ["select", shop_csv, "--task-column", "store", "--target", "sales", "--features",
+            "price", "footfall", "--fraction", "0.02", "--no-progress"]
+    status, stdout, _ = _run(base + ["--cv", "3", "--out", tmp_path / "a"], capsys)
+    assert status == 0 and "guard (nested CV, margin 1 se): round 1 kept" in stdout
+    report = (tmp_path / "a" / "selection_report.txt").read_text(encoding="utf-8")
+    assert "guard (nested CV" in report
+    status, stdout, _ = _run(base + ["--cv", "2", "--out", tmp_path / "b"], capsys)
+    assert status == 0 and "guard: off" in stdout
