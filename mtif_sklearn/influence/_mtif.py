@@ -132,8 +132,9 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
         Whether to compute and keep ``influence_`` (n_train x K numbers) and the task level
         (``task_influence_``, K x K, per fold with ``cv``) after fit. "auto": each while it
         takes at most 1 GiB (``INFLUENCE_MEMORY_BUDGET``); False: neither after fit (the
-        summaries only; the task level is then computed on first access). Summaries (:meth:`row_scores`, :meth:`harmful_rows`) never need them:
-        they are computed from the factor in O(n p).
+        summaries only; the task level is then computed on first access). Summaries
+        (:meth:`row_scores`, :meth:`harmful_rows`) never need them: they are computed from the
+        factor in O(n p).
     batch_size : int, default=None
         Rows per chunk when computing data-level effects (bounded memory). None picks chunks
         of about 2**22 numbers (32 MiB) of per-row gradients and effects.
