@@ -145,7 +145,7 @@ def selection(name, data, seeds):
     rows = []
     for seed in seeds:
         base = network(seed).fit(X, y, tasks=t)
-        sel = NegativeTransferSelector(network(seed), fraction=0.05, cv=5,
+        sel = NegativeTransferSelector(network(seed), fraction=0.05, cv=5, guard=False, n_rounds=1,
                                        random_state=seed).fit(X, y, tasks=t)
         before, after = held_out(base, Xt, yt, tt), held_out(sel.estimator_, Xt, yt, tt)
         hit = (f"{100 * flipped[sel.removed_].mean():.0f}%" if flipped is not None

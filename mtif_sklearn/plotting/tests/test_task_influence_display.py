@@ -132,14 +132,20 @@ def test_cells_within_n_standard_errors_of_zero_are_marked():
         TaskInfluenceDisplay(matrix, standard_errors=np.ones((2, 2))).plot()
 
 
-def test_from_estimator_uses_cross_fitted_standard_errors_when_present(fitted):
-    influence = fitted[0]
-    influence.task_influence_se_ = np.abs(influence.task_influence_)  # |mean| < 2 se: all
-    try:
-        display = TaskInfluenceDisplay.from_estimator(influence)
-    finally:
-        del influence.task_influence_se_
-    assert display.uncertain_.sum() == 12  # every off-diagonal cell of 4 tasks
+def test_from_estimator_uses_cross_fitted_standard_errors_when_present():
+    from mtif_sklearn import MTIFInfluence, MultitaskRidge
+    from mtif_sklearn.datasets import make_multitask_regression
+
+    X, y, tasks = make_multitask_regression(n_tasks=4, n_samples_per_task=60, n_features=3,
+                                            random_state=0)
+    y = np.where(tasks == 3, -y, y)  # a sign-flipped task: some pairs clearly hurt
+    influence = MTIFInfluence(MultitaskRidge(alpha=1.0), cv=3, random_state=0).fit(
+        X, y, tasks=tasks)
+    display = TaskInfluenceDisplay.from_estimator(influence)  # n_se=2 by default
+    within = (np.abs(influence.task_influence_) < 2 * influence.task_influence_se_)
+    np.fill_diagonal(within, False)  # the diagonal is masked, never marked
+    np.testing.assert_array_equal(display.uncertain_, within)
+    assert 0 < within.sum() < 12  # some cells are marked and some are not: a real check
 
 
 def test_style_dicts_reach_their_artists():

@@ -344,7 +344,9 @@ def test_negative_transfer_selector_on_network():
     y[:6] = 1 - y[:6]  # a few flipped labels in task 0
     sel = NegativeTransferSelector(SharedBottomClassifier((4,), weight_decay=0.05,
                                                           max_iter=300, random_state=0),
-                                   fraction=0.1, cv=3, random_state=0).fit(X, y, tasks=t)
+                                   fraction=0.1, cv=3, guard=False, n_rounds=1,
+                                   random_state=0).fit(X, y, tasks=t)
+    # Unguarded (the guard needs many refits of the network): the cap is honoured.
     assert sel.support_.shape == (90,) and 0 < sel.removed_.size <= 9
     assert sel.predict(X, tasks=t).shape == (90,)
 
