@@ -9,10 +9,12 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from .._dask import is_dask
 from .._tasks import task_folds
 from ..backend import resolve_backend
 from ..base import require_capability
 from ..utils._docstring import DOCS, Substitution
+from ._dask import fit_dask
 from ._first_order import FirstOrder
 from ._input import check_dense, host_input
 from ._newton import Newton
@@ -268,6 +270,8 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
         self : MTIFInfluence
             The fitted transformer.
         """
+        if is_dask(X):  # dask rows: factor on the client, outputs by block (influence._dask)
+            return fit_dask(self, X, y, tasks, sample_weight, X_val, y_val, tasks_val)
         self._validate_params()
         backend = resolve_backend(self.backend, X)
         if y is None:

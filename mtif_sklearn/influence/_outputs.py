@@ -163,6 +163,8 @@ class InfluenceOutputsMixin:
             With ``cv``: averaged over the fold models.
         """
         check_is_fitted(self, "tasks_")
+        if getattr(self._splits, "is_dask", False):  # fitted on dask rows: lazy, by block
+            return self._splits.transform(self, X, y, tasks)
         X = host_input(X)
         check_dense(X, "X")
         validate_data(self, X, skip_check_array=True, reset=False)
@@ -197,6 +199,8 @@ class InfluenceOutputsMixin:
             the folds where row i was trained.
         """
         check_is_fitted(self, "tasks_")
+        if getattr(self._splits, "is_dask", False):  # fitted on dask rows
+            return self._splits.sample_influence(self, X_eval, y_eval, tasks)
         X_eval, y_eval = host_input(X_eval), host_input(y_eval)
         evaluation = {id(split): self._objective_of(split, X_eval, y_eval, tasks)
                       for split in self._splits}
