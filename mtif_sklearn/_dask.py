@@ -24,8 +24,8 @@ from sklearn.utils import check_random_state
 
 from ._tasks import TaskData
 
-__all__ = ["DaskTaskData", "assign_folds", "block_index", "block_starts", "is_dask",
-           "member_mask", "require_known_rows", "row_array", "shipped"]
+__all__ = ["DaskTaskData", "Folds", "assign_folds", "block_index", "block_starts", "columns_of",
+           "is_dask", "member_mask", "require_known_rows", "row_array", "rows_mask", "shipped"]
 
 #: Fold code of a row that takes part in no split (removed in an earlier selection round).
 EXCLUDED = -2
@@ -37,6 +37,12 @@ def is_dask(obj):
     """Whether ``obj`` is a dask collection (array, DataFrame, Series), without importing dask."""
     return (type(obj).__module__.split(".")[0] == "dask"
             and callable(getattr(obj, "__dask_graph__", None)))
+
+
+def columns_of(X):
+    """What ``validate_data(..., skip_check_array=True)`` should see of dask X: a DataFrame's
+    empty pandas meta (its column names), an array itself (its shape)."""
+    return X._meta if hasattr(X, "columns") else X
 
 
 def require_known_rows(array, name):
@@ -274,13 +280,7 @@ def assign_folds(data, cv, *, validation_fraction=0.2, random_state=None, exclud
 
     Returns
     -------
-    fold : dask array of int16, shape (n,)
-        Validation fold of every row (-1: never validated, -2: excluded).
-    n_folds : int
-    group_counts : ndarray of shape (n_blocks, n_folds + 1)
-        Rows of every block in each group (group 0: never validated, group f + 1: fold f).
-    task_counts : ndarray of shape (n_tasks,)
-        Rows of every task that take part.
+    folds : Folds
     """
     import dask.array as da
 
@@ -355,4 +355,46 @@ def assign_folds(data, cv, *, validation_fraction=0.2, random_state=None, exclud
     per_block = counts.sum(axis=1)
     in_folds = allocation.sum(axis=1)  # (n_blocks, n_folds)
     group_counts = np.column_stack([per_block - in_folds.sum(axis=1), in_folds])
-    return fold, n_folds, group_counts, totals
+    return Folds(fold, n_folds, group_counts, totals, sizes)
+
+
+@dataclass
+class Folds:
+    """Validation folds of dask rows (:func:`assign_folds`).
+
+    Parameters
+    ----------
+    fold : dask array of int16, shape (n,)
+        Validation fold of every row (-1: never validated, -2: excluded).
+    n_folds : int
+    group_counts : ndarray of shape (n_blocks, n_folds + 1)
+        Rows of every block in each group (group 0: never validated, group f + 1: fold f).
+    task_counts : ndarray of shape (n_tasks,)
+        Rows of every task that take part (not excluded).
+    fold_sizes : ndarray of shape (n_tasks, n_folds)
+        Validation rows of every task in every fold.
+    """
+
+    fold: object
+    n_folds: int
+    group_counts: np.ndarray
+    task_counts: np.ndarray
+    fold_sizes: np.ndarray
+
+
+def rows_mask(rows, chunks):
+    """A lazy boolean dask array (n,) that is True at the sorted row numbers ``rows``."""
+    import dask.array as da
+
+    starts = block_starts(chunks)
+
+    def kernel(index, rows):
+        start, size = starts[int(index[0])], chunks[int(index[0])]
+        lo, hi = np.searchsorted(rows, [start, start + size])
+        mask = np.zeros(size, dtype=bool)
+        mask[rows[lo:hi] - start] = True
+        return mask
+
+    return da.blockwise(kernel, "i", block_index(chunks), "i", rows=shipped(np.sort(rows)),
+                        adjust_chunks={"i": tuple(chunks)}, dtype=bool,
+                        meta=np.empty((0,), dtype=bool))

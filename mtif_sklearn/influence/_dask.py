@@ -32,6 +32,7 @@ from .._dask import (
     assign_folds,
     block_index,
     block_starts,
+    columns_of,
     member_mask,
     shipped,
 )
@@ -49,7 +50,7 @@ from ._summaries import (
     most_negative,
 )
 
-__all__ = ["DaskInfluence", "DaskInfluenceProblem", "fit_dask"]
+__all__ = ["DaskInfluence", "DaskInfluenceProblem", "fit_dask", "fit_state"]
 
 
 def _dask_rows_of(objective):
@@ -314,8 +315,7 @@ class DaskInfluence:
         if y is None:
             raise ValueError("MTIFInfluence.transform requires y: a row's influence depends on "
                              "its loss gradient. Call transform(X, y, tasks=...).")
-        meta = getattr(X, "_meta", X) if hasattr(X, "columns") else X
-        validate_data(influence, meta, skip_check_array=True, reset=False)
+        validate_data(influence, columns_of(X), skip_check_array=True, reset=False)
         rows = self.model._mtif_data(X, y, tasks, reset=False)
         n_tasks = self.splits[0].problem.n_tasks
         return self._map_rows("effects", self._effects_context(members=("all",)), data=rows,
@@ -362,8 +362,7 @@ def fit_dask(influence, X, y, tasks=None, sample_weight=None, X_val=None, y_val=
                          "client's CPU. Use backend='auto' or 'numpy'.")
     frozen = isinstance(influence.estimator, FrozenEstimator)
     template = influence.estimator.estimator if frozen else clone(influence.estimator)
-    meta = getattr(X, "_meta", X) if hasattr(X, "columns") else X
-    validate_data(influence, meta, skip_check_array=True, reset=True)
+    validate_data(influence, columns_of(X), skip_check_array=True, reset=True)
     data = template._mtif_data(X, y, tasks, sample_weight, reset=not frozen)
     if not isinstance(data, DaskTaskData):
         raise TypeError(f"{type(template).__name__} does not take dask rows; MultitaskRidge and "
@@ -384,33 +383,65 @@ def fit_dask(influence, X, y, tasks=None, sample_weight=None, X_val=None, y_val=
             "training data: pass X_val, y_val (and tasks_val), and X, y, tasks, sample_weight "
             "exactly as the model was fitted.")
     else:
-        fold, n_folds, group_counts, _ = assign_folds(
-            data, influence.cv, validation_fraction=influence.validation_fraction,
-            random_state=influence.random_state)
-        data = data.with_folds(fold, n_folds)
-        members = [("train", f) for f in range(n_folds)]
-    # Every fold's model: for ridge all of them come from the first fit's pass (the block sums
-    # are kept per fold group and cached).
-    models = [template if frozen else clone(influence.estimator)._mtif_fit(data.rows(member))
-              for member in members]
-    if X_val is not None:
-        validation = [models[0]._mtif_data(X_val, y_val, tasks_val, reset=False)] * len(models)
-    else:
-        validation = [data.rows(("val", f)) for f in range(len(models))]
-    _prefetch(data, models, members, validation, frozen)
-    backend = ArrayBackend("numpy")
-    splits = [_DaskSplit(member, DaskInfluenceProblem(model, data.rows(member), val,
-                                                      damping=influence.damping,
-                                                      backend=backend))
-              for member, model, val in zip(members, models, validation, strict=True)]
+        folds = assign_folds(data, influence.cv,
+                             validation_fraction=influence.validation_fraction,
+                             random_state=influence.random_state)
+        data, group_counts = data.with_folds(folds.fold, folds.n_folds), folds.group_counts
+        members = [("train", f) for f in range(folds.n_folds)]
+    state = fit_state(influence.estimator, data, members, group_counts,
+                      damping=influence.damping, crossfit=influence.cv is not None,
+                      frozen=template if frozen else None,
+                      validation=(X_val, y_val, tasks_val) if X_val is not None else None)
     if frozen:
-        _check_frozen(splits[0].problem)
-    crossfit = influence.cv is not None
-    state = DaskInfluence(data, splits, group_counts, crossfit=crossfit)
-    estimator = (influence.estimator if frozen else models[0] if not crossfit
-                 else clone(influence.estimator)._mtif_fit(data.rows(("all",))))
+        _check_frozen(state.splits[0].problem)
+    estimator = (influence.estimator if frozen else state.model if not state.crossfit
+                 else state.full_model)
     _set_fitted_state(influence, state, estimator, data, group_counts)
     return influence
+
+
+def fit_state(estimator, data, members, group_counts, *, damping, crossfit, frozen=None,
+              validation=None):
+    """Fit the model of every split and build its influence problem: a :class:`DaskInfluence`.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Cloned and fitted on every split's training rows (unless ``frozen``).
+    data : DaskTaskData
+        The rows, with their folds when validation rows are held out of them.
+    members : list of tuple
+        Training rows of every split (``("all",)`` or ``("train", f)``); validated on the
+        rows ``("val", f)``, or on ``validation`` = (X_val, y_val, tasks_val) when given.
+    group_counts : ndarray or None
+        Rows per block and fold group (from :func:`~mtif_sklearn._dask.assign_folds`).
+    damping : float
+    crossfit : bool
+        Whether the outputs average over the splits (``cv``); then a model of all rows is
+        fitted alongside the splits' models (``state.full_model``).
+    frozen : fitted estimator, default=None
+        The model of the (single) split, already fitted.
+    """
+    from ..linear._dask import fit_together
+
+    # Every fold's model from the same passes: the block sums are kept per fold group (ridge:
+    # one pass for all), and the fits run together (logistic: one pass per Newton step of all).
+    together = members + ([("all",)] if crossfit and frozen is None else [])
+    models = ([frozen] if frozen is not None else fit_together(
+        [clone(estimator) for _ in together], [data.rows(member) for member in together]))
+    full_model = models.pop() if len(together) > len(members) else None
+    if validation is not None:
+        rows_val = [models[0]._mtif_data(*validation, reset=False)] * len(models)
+    else:
+        rows_val = [data.rows(("val", f)) for f in range(len(models))]
+    _prefetch(data, models, members, rows_val, frozen is not None)
+    backend = ArrayBackend("numpy")
+    splits = [_DaskSplit(member, DaskInfluenceProblem(model, data.rows(member), val,
+                                                      damping=damping, backend=backend))
+              for member, model, val in zip(members, models, rows_val, strict=True)]
+    state = DaskInfluence(data, splits, group_counts, crossfit=crossfit)
+    state.full_model = full_model  # with crossfit: the model of every row (fitted alongside)
+    return state
 
 
 def _prefetch(data, models, members, validation, frozen):

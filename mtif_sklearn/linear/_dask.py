@@ -17,7 +17,9 @@ on the client: the sums themselves carry the sample weights only.
 """
 
 import math
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
 import numpy as np
@@ -30,6 +32,7 @@ from .._dask import (
     DaskTaskData,
     block_index,
     block_starts,
+    columns_of,
     is_dask,
     member_mask,
     require_known_rows,
@@ -49,7 +52,7 @@ from ._solver import fit_linear_multitask
 
 __all__ = ["DaskLinearObjective", "dask_decision_function", "dask_predict",
            "dask_predict_log_proba", "dask_predict_proba", "dask_score", "dask_task_data",
-           "evaluate_sums", "fit_dask"]
+           "evaluate_sums", "fit_dask", "fit_together"]
 
 #: Points whose block sums stay cached on the client per data set (each K x (q^2 + q + 3)
 #: numbers per fold group).
@@ -199,8 +202,7 @@ def dask_task_data(model, X, y=None, tasks=None, sample_weight=None, *, reset,
 
     if not reset:
         check_is_fitted(model)
-    meta = getattr(X, "_meta", X) if hasattr(X, "columns") else X
-    validate_data(model, meta, skip_check_array=True, reset=reset)
+    validate_data(model, columns_of(X), skip_check_array=True, reset=reset)
     features, labels, in_memory, y, sample_weight = _features_and_labels(
         model, X, tasks, y, sample_weight)
     chunks = features.chunks[0]
@@ -385,9 +387,29 @@ def evaluate_sums(requests):
         For every request: "count", "weight", "loss" (n_groups, K), "grad" (n_groups, K, q) and,
         when asked, "abs_grad", "hess" (n_groups, K, q, q), all unnormalised (no 1/n_k).
     """
+    batcher = getattr(_fitting_together, "batcher", None)
+    if batcher is not None and _missing(requests):
+        return batcher.submit(requests)
+    return _evaluate_now(requests)
+
+
+def _missing(requests):
+    """Whether some request is not answered by the caches."""
+    for data, model, params, kind, hessian, abs_grad in requests:
+        kind = "sample" if kind == "unit" and data.unit_weights else kind
+        entry = data.cache.get(_point_key(model, params, kind), {})
+        quadratic = ("hess", model._loss, params.task.shape, kind) in data.cache
+        if ("grad" not in entry or hessian and "hess" not in entry and not quadratic
+                or abs_grad and "abs_grad" not in entry):
+            return True
+    return False
+
+
+def _evaluate_now(requests):
     import dask
 
-    pending = {}  # id(data) -> (data, model, [(key, evaluation)])
+    # Views of the same rows (their members) share one cache and one set of group sums.
+    pending = {}  # id(data.cache) -> (data, model, [(key, evaluation)])
     for data, model, params, kind, hessian, abs_grad in requests:
         kind = "sample" if kind == "unit" and data.unit_weights else kind
         key = _point_key(model, params, kind)
@@ -397,7 +419,7 @@ def evaluate_sums(requests):
         need_abs = abs_grad and "abs_grad" not in entry
         if "grad" in entry and not need_hessian and not need_abs:
             continue
-        _, _, queued = pending.setdefault(id(data), (data, model, []))
+        _, _, queued = pending.setdefault(id(data.cache), (data, model, []))
         for number, (queued_key, (p, k, h, a)) in enumerate(queued):
             if queued_key == key:
                 queued[number] = (key, (p, k, h or need_hessian, a or need_abs))
@@ -412,6 +434,13 @@ def evaluate_sums(requests):
             for (key, evaluation), sums in zip(queued, _unpack(flat, layout, data, q,
                                                               len(queued)), strict=True):
                 _store(data, model, key, evaluation, sums)
+            # Keep the points asked for now and the most recent others: a bounded cache.
+            asked = {_point_key(m, p, "sample" if k == "unit" and d.unit_weights else k)
+                     for d, m, p, k, _, _ in requests if d.cache is data.cache}
+            points = [k for k in data.cache if k[0] != "hess"]
+            for old in points[:-CACHED_POINTS]:
+                if old not in asked:
+                    del data.cache[old]
     results = []
     for data, model, params, kind, hessian, _ in requests:
         kind = "sample" if kind == "unit" and data.unit_weights else kind
@@ -422,6 +451,75 @@ def evaluate_sums(requests):
     return results
 
 
+class _PassBatcher:
+    """Lets several fits running in threads share their passes over the blocks.
+
+    A fit that needs block sums waits until every other live fit also waits (or has finished);
+    then all their requests are computed in one pass. K-fold fits of a non-quadratic loss (one
+    pass per Newton step each) so take as many passes as the slowest fit, not their sum.
+    """
+
+    def __init__(self, n_fits):
+        self.condition = threading.Condition()
+        self.live, self.waiting = n_fits, []
+
+    def submit(self, requests):
+        box = {}
+        with self.condition:
+            self.waiting.append((requests, box))
+            self._run_when_all_wait()
+            while not box:
+                self.condition.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["sums"]
+
+    def leave(self):
+        with self.condition:
+            self.live -= 1
+            self._run_when_all_wait()
+
+    def _run_when_all_wait(self):
+        if not self.waiting or len(self.waiting) < self.live:
+            return
+        batch, self.waiting = self.waiting, []
+        try:
+            sums = _evaluate_now([request for requests, _ in batch for request in requests])
+        except BaseException as exc:  # every waiting fit gets the error (e.g. NaN in a block)
+            for _, box in batch:
+                box["error"] = exc
+        else:
+            start = 0
+            for requests, box in batch:
+                box["sums"] = sums[start:start + len(requests)]
+                start += len(requests)
+        self.condition.notify_all()
+
+
+_fitting_together = threading.local()
+
+
+def fit_together(models, datasets):
+    """``model._mtif_fit(data)`` for every pair, the fits sharing their passes (threads and a
+    :class:`_PassBatcher`); returns the fitted models in order."""
+    if len(models) == 1:
+        return [models[0]._mtif_fit(datasets[0])]
+    batcher = _PassBatcher(len(models))
+
+    def fit(model, data):
+        _fitting_together.batcher = batcher
+        try:
+            return model._mtif_fit(data)
+        finally:
+            _fitting_together.batcher = None
+            batcher.leave()
+
+    with ThreadPoolExecutor(max_workers=len(models)) as pool:
+        futures = [pool.submit(fit, model, data) for model, data in
+                   zip(models, datasets, strict=True)]
+        return [future.result() for future in futures]
+
+
 def _store(data, model, key, evaluation, sums):
     params, kind, hessian, _ = evaluation
     entry = data.cache.pop(key, {})
@@ -430,9 +528,6 @@ def _store(data, model, key, evaluation, sums):
     if hessian and model._loss == "squared_error":
         # A quadratic loss has the same Hessian at every point: keep it for the others.
         data.cache[("hess", model._loss, params.task.shape, kind)] = sums["hess"]
-    points = [k for k in data.cache if k[0] != "hess"]
-    for old in points[:-CACHED_POINTS]:
-        del data.cache[old]
 
 
 # -- the objective -----------------------------------------------------------------------------

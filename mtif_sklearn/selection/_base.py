@@ -17,6 +17,7 @@ from sklearn.utils.metadata_routing import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._dask import columns_of, is_dask
 from ..utils._docstring import (
     DECISION_FUNCTION,
     PREDICT,
@@ -89,6 +90,9 @@ class BaseSelector(MetaEstimatorMixin, BaseEstimator):
         return params
 
     def _validate_X(self, X, y=None, *, reset):
+        if is_dask(X):  # dask rows stay lazy: only the columns are checked
+            validate_data(self, columns_of(X), skip_check_array=True, reset=reset)
+            return X, y
         if task_column(self.estimator) is not None:
             validate_data(self, X, skip_check_array=True, reset=reset)
             return X, y

@@ -228,3 +228,14 @@ def test_a_task_too_small_to_split_is_named(problem):
     tasks[np.flatnonzero(tasks == 1)[0]] = 7  # task 7 has one row
     with pytest.raises(ValueError, match="Task 7 has 1 row"):
         MTIFInfluence(estimator).fit(lazy(X, 50), lazy(y, 50), tasks=tasks)
+
+
+def test_a_bad_block_stops_every_fold_fit_with_its_error(problem):
+    # The fold models are fitted together in threads that share their passes: an error in a
+    # block must reach every one of them (and the caller), never leave one waiting.
+    estimator, X, y, tasks, *_ = problem
+    X = X.copy()
+    X[100, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN or infinity \\(in rows 100"):
+        MTIFInfluence(estimator, cv=3, random_state=0).fit(lazy(X, 50), lazy(y, 50),
+                                                           tasks=tasks)
