@@ -339,12 +339,13 @@ def assign_folds(data, cv, *, validation_fraction=0.2, random_state=None, exclud
         fold[block_excluded(b, codes.size, excluded)] = EXCLUDED
         rows = np.flatnonzero(fold != EXCLUDED)
         block_rng = np.random.default_rng(seeds[b])
-        # Rows sorted by task, randomly within a task: a row's rank in its task is its place
-        # in the deal, and the first bounds[k, 0] ranks form fold 0, and so on.
-        order = rows[np.lexsort((block_rng.random(rows.size), codes[rows]))]
+        # Rows sorted by task, randomly within a task (code + a uniform [0, 1) key): a row's
+        # rank in its task is its place in the deal; the first bounds[k, 0] ranks form fold 0,
+        # and so on.
+        order = rows[np.argsort(codes[rows] + block_rng.random(rows.size))]
         sorted_codes = codes[order]
-        first = np.searchsorted(sorted_codes, sorted_codes, side="left")
-        rank = np.arange(order.size) - first
+        starts = np.flatnonzero(np.diff(sorted_codes, prepend=-1))
+        rank = np.arange(order.size) - np.repeat(starts, np.diff(starts, append=order.size))
         dealt = np.sum(rank[:, None] >= bounds[b][sorted_codes], axis=1)
         fold[order] = np.where(dealt < n_folds, dealt, TRAIN_ONLY)
         return fold

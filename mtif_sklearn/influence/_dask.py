@@ -37,7 +37,7 @@ from .._dask import (
     shipped,
 )
 from .._tasks import TaskData
-from ..backend import ArrayBackend
+from ..backend import ArrayBackend, single_blas_thread
 from ._effects import target_solves
 from ._first_order import FirstOrder
 from ._problem import STATIONARITY_TOL, InfluenceProblem
@@ -153,6 +153,11 @@ def _row_scores(objective, rows, weights, params, u, v):
 
 def _rows_kernel(*args, has_y, has_fold, context):
     """One block of a row-level output, averaged over the splits that trained each row."""
+    with single_blas_thread(np):  # per-row products: one BLAS thread per dask thread
+        return _block_rows(*args, has_y=has_y, has_fold=has_fold, context=context)
+
+
+def _block_rows(*args, has_y, has_fold, context):
     X, codes, weight, *rest = args
     y = rest.pop(0) if has_y else None
     fold = rest.pop(0) if has_fold else None

@@ -47,6 +47,7 @@ from .._tasks import (
     prediction_task_codes,
     unique_tasks,
 )
+from ..backend import single_blas_thread
 from ..base import ArrowBlocks, Params
 from ._solver import fit_linear_multitask
 
@@ -262,6 +263,12 @@ def _check_block(X, y, weight, start):
 
 def _sums_kernel(*args, has_y, has_fold, context):
     """Per (fold group, task) sums of one block at every requested point, flattened."""
+    # Small products (q x q per task): one BLAS thread per dask thread is fastest (backend.py).
+    with single_blas_thread(np, context["q"]):
+        return _block_sums(*args, has_y=has_y, has_fold=has_fold, context=context)
+
+
+def _block_sums(*args, has_y, has_fold, context):
     X, codes, weight, *rest = args
     y = rest.pop(0) if has_y else None
     fold = rest.pop(0) if has_fold else None
@@ -283,16 +290,19 @@ def _sums_kernel(*args, has_y, has_fold, context):
     for params, kind, hessian, abs_grad in context["evaluations"]:
         row_weights = (weight if kind == "sample" else np.ones(m)) * keep
         indicator = csr_matrix((row_weights, (key, np.arange(m))), shape=(cells, m))
-        losses = objective.row_losses(params)
-        grads, _ = objective.row_gradients(params)
+        # A linear model's rows at a point: raw outputs and features, once (then the loss,
+        # its gradient x l'(raw) and curvature x x^T l''(raw) of every row).
+        raw, _, features, targets, loss = objective.linearisation(params)
+        first, second = loss.derivatives(targets, raw)
+        grads = features * first[:, None]
         out += [np.bincount(key, weights=row_weights, minlength=cells),
-                np.bincount(key, weights=row_weights * losses, minlength=cells),
+                np.bincount(key, weights=row_weights * loss.value(targets, raw),
+                            minlength=cells),
                 np.asarray(indicator @ grads)]
         if abs_grad:
             out.append(np.asarray(indicator @ np.abs(grads)))
         if hessian:
-            features, _, curvature = objective.row_curvatures(params)
-            scaled = row_weights * curvature
+            scaled = row_weights * second
             blocks = np.zeros((cells, triu[0].size))
             if groups is None:  # one small product per (group, task) present: O(m q^2)
                 groups = group_rows_by_task(np.where(keep, key, cells))

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
-dd = pytest.importorskip("dask.dataframe")
 pd = pytest.importorskip("pandas")
 
 import dask  # noqa: E402
@@ -162,6 +161,7 @@ def test_cross_fitting_equals_in_memory_on_the_same_folds_in_three_passes(proble
 
 
 def test_dask_dataframe_with_task_column_equals_pandas(problem):
+    dd = pytest.importorskip("dask.dataframe")  # needs pyarrow too
     estimator, X, y, tasks, Xv, yv, tv = problem
     stores = np.array(["north", "south", "east", "west"], dtype=object)
     frame = pd.DataFrame(X, columns=["price", "promo", "temp"]).assign(store=stores[tasks])

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
-dd = pytest.importorskip("dask.dataframe")
 pd = pytest.importorskip("pandas")
 
 import dask  # noqa: E402
@@ -118,6 +117,7 @@ def test_ridge_on_dask_arrays_equals_in_memory_fit(regression, chunks):
 
 @pytest.mark.parametrize("npartitions", [1, 3, 7])
 def test_logistic_on_dask_dataframe_equals_pandas_fit(classification, npartitions):
+    dd = pytest.importorskip("dask.dataframe")  # needs pyarrow too
     X, y, tasks = classification
     frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(store=tasks)
     memory = MultitaskLogistic(alpha=0.2, task_column="store").fit(frame, y)
@@ -241,6 +241,7 @@ def test_task_labels_from_both_sources_are_refused(regression):
 
 
 def test_inputs_are_not_modified(classification):
+    dd = pytest.importorskip("dask.dataframe")  # needs pyarrow too
     X, y, tasks = classification
     frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(store=tasks)
     original = frame.copy()

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
-dd = pytest.importorskip("dask.dataframe")
 pd = pytest.importorskip("pandas")
 
 import dask  # noqa: E402
@@ -128,6 +127,7 @@ def test_many_blocks_pick_candidates_below_a_sketched_threshold(corrupted):
 
 
 def test_dask_dataframe_with_task_column_equals_pandas(corrupted):
+    dd = pytest.importorskip("dask.dataframe")  # needs pyarrow too
     estimator, X, y, tasks = corrupted
     frame = pd.DataFrame(X, columns=list("abcd")).assign(shop=np.array(list("wxyz"))[tasks])
     estimator = clone(estimator).set_params(task_column="shop")
