@@ -25,7 +25,8 @@ from sklearn.utils import check_random_state
 from ._tasks import TaskData
 
 __all__ = ["DaskTaskData", "Folds", "assign_folds", "block_index", "block_starts", "columns_of",
-           "is_dask", "member_mask", "require_known_rows", "row_array", "rows_mask", "shipped"]
+           "is_dask", "member_mask", "require_dask_model", "require_known_rows", "row_array",
+           "rows_mask", "shipped"]
 
 #: Fold code of a row that takes part in no split (removed in an earlier selection round).
 EXCLUDED = -2
@@ -43,6 +44,16 @@ def columns_of(X):
     """What ``validate_data(..., skip_check_array=True)`` should see of dask X: a DataFrame's
     empty pandas meta (its column names), an array itself (its shape)."""
     return X._meta if hasattr(X, "columns") else X
+
+
+def require_dask_model(model):
+    """Refuse, before any row is read, a model whose hooks do not take dask rows."""
+    from .linear._base import _BaseMultitaskLinear
+
+    if not isinstance(model, _BaseMultitaskLinear):
+        raise TypeError(
+            f"{type(model).__name__} does not take dask rows; MultitaskRidge and "
+            "MultitaskLogistic do. Pass in-memory arrays (e.g. X.compute() of a sample).")
 
 
 def require_known_rows(array, name):
@@ -188,21 +199,14 @@ class DaskTaskData(TaskData):
                         "of those tasks (e.g. X[mask] of a dask DataFrame).")
 
     def blockwise_inputs(self):
-        """``(array, index)`` pairs of the row arrays a kernel reads (fold last, if any)."""
+        """``(array, index)`` pairs for ``da.blockwise`` of the row arrays a kernel reads, in
+        the order X, codes, sample_weight, y (if any), fold (if any)."""
         pairs = [self.X, "ij", self.codes, "i", self.sample_weight, "i"]
         if self.y is not None:
             pairs += [self.y, "i"]
         if self.fold is not None:
             pairs += [self.fold, "i"]
         return pairs
-
-    def split_block(self, args):
-        """The blocks a kernel received from :meth:`blockwise_inputs`:
-        ``(X, codes, sample_weight, y or None, fold or None)``."""
-        X, codes, weight, *rest = args
-        y = rest.pop(0) if self.y is not None else None
-        fold = rest.pop(0) if self.fold is not None else None
-        return X, codes, weight, y, fold
 
     def task_counts(self, weights=None):
         """Rows of every task among ``member`` (K,); ``weights="sample"``: summed weights."""

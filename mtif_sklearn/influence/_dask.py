@@ -34,6 +34,7 @@ from .._dask import (
     block_starts,
     columns_of,
     member_mask,
+    require_dask_model,
     shipped,
 )
 from .._tasks import TaskData
@@ -300,9 +301,11 @@ class DaskInfluence:
         negative rows per target task, the client merges the blocks' lists."""
         check_is_fitted(influence, "tasks_")
         targets = influence._targets(target_tasks)
-        strategy = self.splits[0].strategy
+        q, p = self.splits[0].problem.factor.shape[1:]
+        # Chunks of rows sized for the target columns only (not all K tasks' effects).
         packed = self._map_rows("harmful", self._effects_context(), columns=targets,
-                                chunk_size=strategy.row_chunk_size(), n_rows=n_rows).compute()
+                                chunk_size=max(1, CHUNK_NUMBERS // (q + p + 2 * len(targets))),
+                                n_rows=n_rows).compute()
         size = len(targets) * n_rows
         parts = [(block[:size].reshape(len(targets), n_rows).astype(np.int64),
                   block[size:].reshape(len(targets), n_rows)) for block in packed]
@@ -367,11 +370,9 @@ def fit_dask(influence, X, y, tasks=None, sample_weight=None, X_val=None, y_val=
                          "client's CPU. Use backend='auto' or 'numpy'.")
     frozen = isinstance(influence.estimator, FrozenEstimator)
     template = influence.estimator.estimator if frozen else clone(influence.estimator)
+    require_dask_model(template)
     validate_data(influence, columns_of(X), skip_check_array=True, reset=True)
     data = template._mtif_data(X, y, tasks, sample_weight, reset=not frozen)
-    if not isinstance(data, DaskTaskData):
-        raise TypeError(f"{type(template).__name__} does not take dask rows; MultitaskRidge and "
-                        "MultitaskLogistic do (or pass in-memory arrays).")
     group_counts = None
     if X_val is not None:
         if influence.cv is not None:

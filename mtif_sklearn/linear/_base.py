@@ -143,6 +143,8 @@ class _BaseMultitaskLinear(BaseEstimator):
             key ``"<shared>"``, last.
         """
         check_is_fitted(self)
+        if is_dask(X):  # dask rows: one pass of per-task parts (mtif_sklearn.linear._dask)
+            return _dask.dask_score_per_task(self, X, y, tasks, sample_weight)
         _, labels, _ = self._validate_features(X, tasks, reset=False)
         codes = self._task_codes(labels, len(y), unknown=self.unknown_task)
         y = np.asarray(y)

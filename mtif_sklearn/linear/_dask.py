@@ -52,7 +52,8 @@ from ..base import ArrowBlocks, Params
 from ._solver import fit_linear_multitask
 
 __all__ = ["DaskLinearObjective", "dask_decision_function", "dask_predict",
-           "dask_predict_log_proba", "dask_predict_proba", "dask_score", "dask_task_data",
+           "dask_predict_log_proba", "dask_predict_proba", "dask_score", "dask_score_per_task",
+           "dask_task_data",
            "evaluate_sums", "fit_dask", "fit_together"]
 
 #: Points whose block sums stay cached on the client per data set (each K x (q^2 + q + 3)
@@ -337,12 +338,7 @@ def _sums_graph(data, model, evaluations):
     width = sum(math.prod(shape) for _, _, shape in layout)
     context = {"model": model, "labels": data.task_labels, "n_groups": data.n_groups, "q": q,
                "evaluations": evaluations, "starts": block_starts(data.chunks)}
-    inputs = [data.X, "ij", data.codes, "i", data.sample_weight, "i"]
-    if data.y is not None:
-        inputs += [data.y, "i"]
-    if data.fold is not None:
-        inputs += [data.fold, "i"]
-    inputs += [block_index(data.chunks), "i"]
+    inputs = data.blockwise_inputs() + [block_index(data.chunks), "i"]
     per_block = da.blockwise(
         _sums_kernel, "iz", *inputs, new_axes={"z": width}, adjust_chunks={"i": 1},
         align_arrays=False, concatenate=True, dtype=np.float64, meta=np.empty((0, 0)),
@@ -801,49 +797,105 @@ def dask_predict(model, X, tasks=None):
     return raw.map_blocks(lambda values: classes[(values > 0).astype(int)], dtype=classes.dtype)
 
 
-def _r2_parts(y, predicted, weight):
-    """(sum w, weighted mean of y, sum w (y - mean)^2, sum w (y - predicted)^2) of a block."""
-    total = weight.sum()
-    mean = (weight * y).sum() / total if total > 0 else 0.0
-    return np.array([[total, mean, (weight * (y - mean) ** 2).sum(),
-                      (weight * (y - predicted) ** 2).sum()]])
+def _score_parts(y, predicted, weight, codes, *, n_groups, classifier):
+    """Per group (task code + 1; 0: the shared model) of a block: for a regressor (rows, sum w,
+    weighted mean of y, sum w (y - mean)^2, sum w (y - predicted)^2), for a classifier (rows,
+    sum w, sum w [correct])."""
+    group = codes + 1
+    rows = np.bincount(group, minlength=n_groups).astype(np.float64)
+    total = np.bincount(group, weights=weight, minlength=n_groups)
+    if classifier:
+        correct = np.bincount(group, weights=weight * (y == predicted), minlength=n_groups)
+        return np.column_stack([rows, total, correct])[None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nan_to_num(np.bincount(group, weights=weight * y, minlength=n_groups) / total)
+    spread = np.bincount(group, weights=weight * (y - mean[group]) ** 2, minlength=n_groups)
+    residual = np.bincount(group, weights=weight * (y - predicted) ** 2, minlength=n_groups)
+    return np.column_stack([rows, total, mean, spread, residual])[None]
 
 
-def _accuracy_parts(y, predicted, weight):
-    return np.array([[weight.sum(), (weight * (y == predicted)).sum()]])
+def _combined_scores(parts, classifier):
+    """Scores of every group from the blocks' parts: accuracy, or R^2 whose denominator is
+    combined over the blocks with the pairwise update of Chan et al. (no cancellation when y
+    is far from 0). NaN for a group without rows (or, R^2, with fewer than two)."""
+    rows = parts[..., 0].sum(axis=0)
+    if classifier:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(rows > 0, parts[..., 2].sum(axis=0) / parts[..., 1].sum(axis=0),
+                            np.nan)
+    n_groups = parts.shape[1]
+    total, mean, spread = np.zeros(n_groups), np.zeros(n_groups), np.zeros(n_groups)
+    for _, block_total, block_mean, block_spread, _ in parts.transpose(0, 2, 1):
+        merged = total + block_total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = block_mean - mean
+            share = np.where(merged > 0, block_total / merged, 0.0)
+            spread = spread + block_spread + np.where(
+                merged > 0, delta ** 2 * total * block_total / merged, 0.0)
+        mean, total = mean + delta * share, merged
+    residual = parts[..., 4].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # scikit-learn's r2_score (force_finite=True): 1 if perfect, 0 if y is constant.
+        scores = np.where(spread > 0, 1.0 - residual / spread,
+                          np.where(residual == 0, 1.0, 0.0))
+    return np.where(rows >= 2, scores, np.nan)
 
 
-def dask_score(model, X, y, tasks=None, sample_weight=None):
-    """R^2 (regressor) or accuracy (classifier) of dask rows, reduced block by block.
-
-    The R^2 denominator sum_i w_i (y_i - mean_w(y))^2 is combined over the blocks with the
-    pairwise update of Chan et al., so no catastrophic cancellation (y far from 0) creeps in.
-    """
+def _parts(model, X, y, tasks, sample_weight):
     import dask.array as da
 
+    data = model._mtif_data(X, None, tasks, reset=False, unknown=model.unknown_task)
     predicted = dask_predict(model, X, tasks)
     chunks = predicted.chunks[0]
     y = row_array(y, chunks, "y")
     weight = (da.ones(sum(chunks), chunks=(chunks,)) if sample_weight is None
               else row_array(sample_weight, chunks, "sample_weight", dtype=np.float64))
-    parts_of = _accuracy_parts if is_classifier(model) else _r2_parts
-    width = 2 if is_classifier(model) else 4
-    parts = da.blockwise(parts_of, "iz", y, "i", predicted, "i", weight, "i",
-                         new_axes={"z": width}, adjust_chunks={"i": 1}, dtype=np.float64,
-                         meta=np.empty((0, 0))).compute()
-    if is_classifier(model):
-        return float(parts[:, 1].sum() / parts[:, 0].sum())
-    total, mean, spread, residual = 0.0, 0.0, 0.0, 0.0
-    for block_total, block_mean, block_spread, block_residual in parts:
-        if block_total == 0:
-            residual += block_residual
-            continue
-        delta = block_mean - mean
-        merged = total + block_total
-        spread += block_spread + delta ** 2 * total * block_total / merged
-        mean += delta * block_total / merged
-        total = merged
-        residual += block_residual
-    if spread == 0:  # scikit-learn's r2_score with force_finite=True
-        return 1.0 if residual == 0 else 0.0
-    return float(1.0 - residual / spread)
+    classifier = is_classifier(model)
+    n_groups, width = len(model.tasks_) + 1, 3 if classifier else 5
+    parts = da.blockwise(_score_parts, "igz", y, "i", predicted, "i", weight, "i",
+                         data.codes, "i", new_axes={"g": n_groups, "z": width},
+                         adjust_chunks={"i": 1}, n_groups=n_groups, classifier=classifier,
+                         dtype=np.float64, meta=np.empty((0, 0, 0))).compute()
+    return parts, classifier
+
+
+def dask_score(model, X, y, tasks=None, sample_weight=None):
+    """R^2 (regressor) or accuracy (classifier) of dask rows, reduced block by block."""
+    parts, classifier = _parts(model, X, y, tasks, sample_weight)
+    return float(_combined_scores(parts.sum(axis=1, keepdims=True) if classifier else
+                                  _pooled(parts), classifier)[0])
+
+
+def _pooled(parts):
+    """Regressor parts of all groups pooled into one group per block (Chan's update)."""
+    pooled = np.zeros((parts.shape[0], 1, 5))
+    for b, block in enumerate(parts):
+        pooled[b, 0] = _combine_rows(block)
+    return pooled
+
+
+def _combine_rows(block):
+    rows, total, mean, spread, residual = 0.0, 0.0, 0.0, 0.0, 0.0
+    for part_rows, part_total, part_mean, part_spread, part_residual in block:
+        if part_total > 0:
+            merged = total + part_total
+            delta = part_mean - mean
+            spread += part_spread + delta ** 2 * total * part_total / merged
+            mean += delta * part_total / merged
+            total = merged
+        rows += part_rows
+        residual += part_residual
+    return rows, total, mean, spread, residual
+
+
+def dask_score_per_task(model, X, y, tasks=None, sample_weight=None):
+    """``score_per_task`` of dask rows: one pass, the per-task parts combined by block."""
+    parts, classifier = _parts(model, X, y, tasks, sample_weight)
+    scores = _combined_scores(parts, classifier)
+    present = parts[..., 0].sum(axis=0) > 0
+    found = {}
+    for group in [*range(1, len(scores)), 0]:  # tasks_ order, then the shared model's rows
+        if present[group]:
+            label = model.tasks_[group - 1] if group else "<shared>"
+            found[label.item() if hasattr(label, "item") else label] = float(scores[group])
+    return found

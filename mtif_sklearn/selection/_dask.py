@@ -25,7 +25,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from .._dask import DaskTaskData, assign_folds, columns_of, rows_mask
+from .._dask import assign_folds, columns_of, require_dask_model, rows_mask
 from ..base import Params
 from ..influence._dask import _index_array, _set_fitted_state, fit_state
 
@@ -132,10 +132,8 @@ def fit_dask(selector, X, y, tasks=None, sample_weight=None):
     validate_data(selector, columns_of(X), skip_check_array=True, reset=True)
     routed = selector._routed_params("fit", tasks=tasks, sample_weight=sample_weight)
     template = clone(selector.estimator)
+    require_dask_model(template)
     data = template._mtif_data(X, y, tasks, routed.get("sample_weight"), reset=True)
-    if not isinstance(data, DaskTaskData):
-        raise TypeError(f"{type(template).__name__} does not take dask rows; MultitaskRidge and "
-                        "MultitaskLogistic do.")
     selector.tasks_ = data.task_labels
     n_tasks = data.n_tasks
     target_codes = selector._target_codes()

@@ -261,3 +261,41 @@ def test_numpy_path_never_imports_dask(monkeypatch, regression):
     model = MultitaskRidge().fit(X, y, tasks=tasks)
     model.predict(X, tasks=tasks)
     MTIFInfluence(MultitaskRidge(), random_state=0).fit(X, y, tasks=tasks).row_scores()
+
+
+def test_score_per_task_of_dask_rows_equals_in_memory(regression, classification):
+    for estimator, (X, y, tasks) in [(MultitaskRidge(), regression),
+                                     (MultitaskLogistic(), classification)]:
+        memory = clone(estimator).fit(X, y, tasks=tasks)
+        model = clone(estimator).fit(da.from_array(X, chunks=40), y, tasks=tasks)
+        weights = np.random.default_rng(4).uniform(0.5, 1.5, len(y))
+        got = model.score_per_task(da.from_array(X, chunks=23), da.from_array(y, chunks=23),
+                                   tasks=tasks, sample_weight=weights)
+        expected = memory.score_per_task(X, y, tasks=tasks, sample_weight=weights)
+        assert list(got) == list(expected)
+        # Per-task moments combined over the blocks (Chan): round-off only.
+        np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-10)
+
+
+def test_objective_protocol_on_dask_rows(regression):
+    X, y, tasks = regression
+    memory = MultitaskRidge().fit(X, y, tasks=tasks)
+    model = MultitaskRidge().fit(da.from_array(X, chunks=40), y, tasks=tasks)
+    objective = model._mtif_objective(model._mtif_data(da.from_array(X, chunks=40), y,
+                                                       tasks, reset=False))
+    reference = memory._mtif_objective(memory._mtif_data(X, y, tasks, reset=False))
+    params = memory._mtif_params()
+    losses = objective.row_losses(params)
+    assert dask.is_dask_collection(losses)  # row-level methods are lazy maps
+    np.testing.assert_allclose(losses.compute(), reference.row_losses(params), rtol=1e-12)
+    np.testing.assert_allclose(objective.row_gradients(params)[0].compute(),
+                               reference.row_gradients(params)[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(objective.task_sums(losses), reference.task_sums(
+        reference.row_losses(params)), rtol=1e-12)
+    np.testing.assert_allclose(objective.row_weights.compute(), reference.row_weights,
+                               rtol=1e-15)
+    for dask_part, memory_part in zip(objective.hessian_blocks(params),
+                                      reference.hessian_blocks(params), strict=True):
+        np.testing.assert_allclose(dask_part, memory_part, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(objective.task_values(params), reference.task_values(params),
+                               rtol=1e-12)

@@ -94,6 +94,8 @@ def assert_same_selection(selector, memory):
         assert selector.report_[key] == memory.report_[key], key
     for key in ("validation_loss_before", "predicted_change"):
         assert_close(selector.report_[key], memory.report_[key])
+    for fold, fold_memory in zip(selector.influence_, memory.influence_, strict=True):
+        assert_close(fold.influence_, fold_memory.influence_)  # each fold's training rows
 
 
 @pytest.mark.parametrize("cv, target_tasks", [(5, None), (3, [0, 2])])
@@ -209,3 +211,16 @@ def test_sketched_threshold_leaves_enough_rows_and_not_many_more():
         # At least `needed`; at most one sketch step per block more (the sketch's resolution).
         assert needed <= below <= needed + sketches[:, 2].sum() + len(blocks)
     assert _threshold(sketches, every.size) == 0.0  # fewer negatives than needed: take all
+
+
+def test_a_model_without_dask_support_is_refused_before_reading_rows(corrupted):
+    from sklearn.linear_model import Ridge
+
+    _, X, y, tasks = corrupted
+
+    class NotMultitask(Ridge):
+        def _mtif_objective(self, data):  # passes the parameter check, not the dask one
+            raise AssertionError
+
+    with pytest.raises(TypeError, match="does not take dask rows"):
+        NegativeTransferSelector(NotMultitask()).fit(lazy(X, 50), lazy(y, 50), tasks=tasks)
