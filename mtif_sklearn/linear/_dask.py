@@ -149,7 +149,7 @@ def _features_and_labels(model, X, tasks, y, sample_weight):
     in_memory = None  # task labels given as an in-memory array need no pass to be read
     if tasks is not None and not is_dask(tasks):
         in_memory = check_task_labels(tasks, sum(chunks))
-        labels = row_array(_as_object(in_memory), chunks, "tasks")
+        labels = row_array(in_memory, chunks, "tasks")
     elif tasks is not None:
         labels = row_array(tasks, chunks, "tasks")
     elif labels is not None:
@@ -227,6 +227,9 @@ def dask_task_data(model, X, y=None, tasks=None, sample_weight=None, *, reset,
     if labels is None:
         prediction_task_codes(model, None, n_samples)  # raises for several tasks
         codes = da.zeros(n_samples, chunks=(chunks,), dtype=np.int64)
+    elif in_memory is not None:  # encoded here: they are in memory already
+        codes = da.from_array(encode_tasks(in_memory, task_labels, unknown=unknown),
+                              chunks=(chunks,))
     else:
         codes = labels.map_blocks(_block_codes, task_labels=task_labels, unknown=unknown,
                                   dtype=np.int64, meta=np.empty((0,), dtype=np.int64))

@@ -79,16 +79,15 @@ def lazy(values, chunks):
     return da.from_array(values, chunks=(chunks,) + values.shape[1:])
 
 
-@pytest.mark.parametrize("chunks", [(29, 40, 11), 200])
-def test_influence_with_validation_rows_equals_in_memory(problem, chunks):
+@pytest.mark.parametrize("rows", [(29, 40, 11, 38), 200])  # uneven blocks; one block
+def test_influence_with_validation_rows_equals_in_memory(problem, rows):
     estimator, X, y, tasks, Xv, yv, tv = problem
-    rows = chunks if isinstance(chunks, int) else tuple(np.resize(chunks, 10)[
-        :np.searchsorted(np.cumsum(np.resize(chunks, 10)), len(y)) + 1])
-    rows = rows if isinstance(rows, int) else rows[:-1] + (len(y) - sum(rows[:-1]),)
     memory = MTIFInfluence(estimator).fit(X, y, tasks=tasks, X_val=Xv, y_val=yv, tasks_val=tv)
-    inf = MTIFInfluence(estimator).fit(lazy(X, rows), lazy(y, rows), tasks=lazy(tasks, rows),
-                                       X_val=lazy(Xv, 13), y_val=lazy(yv, 13), tasks_val=tv)
-    assert dask.is_dask_collection(inf.influence_)
+    inf = MTIFInfluence(estimator)
+    effects = inf.fit_transform(lazy(X, rows), lazy(y, rows), tasks=lazy(tasks, rows),
+                                X_val=lazy(Xv, 13), y_val=lazy(yv, 13), tasks_val=tv)
+    assert dask.is_dask_collection(effects) and dask.is_dask_collection(inf.influence_)
+    assert_effects_equal(effects, memory.influence_)
     assert_effects_equal(inf.influence_, memory.influence_)
     assert_effects_equal(inf.task_influence_, memory.task_influence_)
     np.testing.assert_allclose(inf.validation_loss_, memory.validation_loss_, rtol=1e-12)
