@@ -9,10 +9,12 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from .._dask import is_dask
 from .._tasks import task_folds
 from ..backend import resolve_backend
 from ..base import require_capability
 from ..utils._docstring import DOCS, Substitution
+from ._dask import fit_dask
 from ._first_order import FirstOrder
 from ._input import check_dense, host_input
 from ._newton import Newton
@@ -270,6 +272,8 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
         self : MTIFInfluence
             The fitted transformer.
         """
+        if is_dask(X):  # dask rows: factor on the client, outputs by block (influence._dask)
+            return fit_dask(self, X, y, tasks, sample_weight, X_val, y_val, tasks_val)
         self._validate_params()
         backend = resolve_backend(self.backend, X)
         if y is None:
@@ -403,12 +407,13 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
             raise AttributeError(f"{name} exists only with cross-fitting (cv).")
         if self.__dict__.get("_task_level") is None:
             n_tasks = len(self.tasks_)
-            if not self._task_level_fits(n_tasks, len(self._splits)):
+            splits = getattr(self._splits, "splits", self._splits)  # dask rows: a fitted state
+            if not self._task_level_fits(n_tasks, len(splits)):
                 raise AttributeError(
                     f"{name} was not computed: {n_tasks} x {n_tasks} tasks per fold take more "
                     f"than the store_influence='auto' budget of "
                     f"{INFLUENCE_MEMORY_BUDGET / 2**30:g} GiB; pass store_influence=True.")
-            self._task_level = self._task_level_of(self._splits, n_tasks)
+            self._task_level = self._task_level_of(splits, n_tasks)
         return self._task_level[key]
 
     @property

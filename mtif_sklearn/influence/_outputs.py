@@ -115,12 +115,13 @@ class InfluenceOutputsMixin:
             raise AttributeError("influence_ exists only after fit.")
         if self._influence is None:
             n_rows = self.train_indices_.size
+            why = ("store_influence=False" if self.store_influence is False else
+                   f"{n_rows} rows x {len(self.tasks_)} tasks take "
+                   f"{n_rows * len(self.tasks_) * 8 / 2**30:.3g} GiB, more than the "
+                   f"store_influence='auto' budget of {INFLUENCE_MEMORY_BUDGET / 2**30:g} GiB")
             raise AttributeError(
-                f"influence_ was not stored: {n_rows} rows x {len(self.tasks_)} tasks take "
-                f"{n_rows * len(self.tasks_) * 8 / 2**30:.3g} GiB, more than the "
-                f"store_influence='auto' budget of {INFLUENCE_MEMORY_BUDGET / 2**30:g} GiB. Use "
-                "row_scores() or harmful_rows() (they never form it), fit_transform() to get it "
-                "once, or store_influence=True.")
+                f"influence_ was not stored ({why}). Use row_scores() or harmful_rows() (they "
+                "never form it), fit_transform() to get it once, or store_influence=True.")
         return self._influence
 
     def fit_transform(self, X, y, tasks=None, sample_weight=None, X_val=None, y_val=None,
@@ -170,6 +171,8 @@ class InfluenceOutputsMixin:
             With ``cv``: averaged over the fold models.
         """
         check_is_fitted(self, "tasks_")
+        if getattr(self._splits, "is_dask", False):  # fitted on dask rows: lazy, by block
+            return self._splits.transform(self, X, y, tasks)
         X = host_input(X)
         check_dense(X, "X")
         validate_data(self, X, skip_check_array=True, reset=False)
@@ -204,6 +207,8 @@ class InfluenceOutputsMixin:
             the folds where row i was trained.
         """
         check_is_fitted(self, "tasks_")
+        if getattr(self._splits, "is_dask", False):  # fitted on dask rows
+            return self._splits.sample_influence(self, X_eval, y_eval, tasks)
         X_eval, y_eval = host_input(X_eval), host_input(y_eval)
         evaluation = {id(split): self._objective_of(split, X_eval, y_eval, tasks)
                       for split in self._splits}

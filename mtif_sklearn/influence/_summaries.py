@@ -160,6 +160,8 @@ class InfluenceSummariesMixin:
             with ``cv``, averaged over the folds in which it was trained).
         """
         check_is_fitted(self, "tasks_")
+        if getattr(self._splits, "is_dask", False):  # fitted on dask rows: lazy, by block
+            return self._splits.row_scores(self, target_tasks, task_weights)
         targets = self._targets(target_tasks, task_weights)
         weights = {id(split): self._task_weights(split, targets, task_weights)
                    for split in self._splits}
@@ -192,6 +194,8 @@ class InfluenceSummariesMixin:
             task, most harmful first (at most ``n_rows``; fewer when fewer rows hurt it).
         """
         check_is_fitted(self, "tasks_")
+        if getattr(self._splits, "is_dask", False):  # fitted on dask rows: merged by block
+            return self._splits.harmful_rows(self, n_rows, target_tasks)
         targets = self._targets(target_tasks)
         n_out = self.train_indices_.size
 

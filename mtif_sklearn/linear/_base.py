@@ -14,8 +14,10 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
+from .._dask import is_dask
 from .._tasks import TaskData, fit_task_codes, prediction_task_codes, validate_task_data
 from ..base import Params
+from . import _dask
 from ._objective import LinearMultitaskObjective, augment
 from ._solver import fit_linear_multitask
 
@@ -167,6 +169,8 @@ class _BaseMultitaskLinear(BaseEstimator):
 
     # -- prediction --------------------------------------------------------------------------
     def _raw_predict(self, X, tasks):
+        if is_dask(X):  # dask rows: a lazy dask array (mtif_sklearn.linear._dask)
+            return _dask.dask_decision_function(self, X, tasks)
         data = self._mtif_data(X, None, tasks, reset=False, unknown=self.unknown_task)
         coef = np.vstack([self.coef_, self.shared_coef_[None]])
         intercept = np.append(self.intercept_, self.shared_intercept_)
@@ -194,6 +198,8 @@ class _BaseMultitaskLinear(BaseEstimator):
             key ``"<shared>"``, last.
         """
         check_is_fitted(self)
+        if is_dask(X):  # dask rows: one pass of per-task parts (mtif_sklearn.linear._dask)
+            return _dask.dask_score_per_task(self, X, y, tasks, sample_weight)
         _, labels, _ = self._validate_features(X, tasks, reset=False)
         codes = self._task_codes(labels, len(y), unknown=self.unknown_task)
         y = np.asarray(y)
@@ -220,6 +226,9 @@ class _BaseMultitaskLinear(BaseEstimator):
         records ``n_features_in_`` (and ``classes_``). ``reset=False``: checked against the
         fitted model; ``unknown`` as in :func:`~mtif_sklearn._tasks.encode_tasks`.
         """
+        if is_dask(X):  # dask rows (mtif_sklearn.linear._dask)
+            return _dask.dask_task_data(self, X, y, tasks, sample_weight, reset=reset,
+                                        unknown=unknown)
         if not reset:
             check_is_fitted(self)
         X_features, labels, y = self._validate_features(X, tasks, reset=reset, y=y)
@@ -245,6 +254,9 @@ class _BaseMultitaskLinear(BaseEstimator):
         their regulariser (eq. 11) and get a head fitted against the resulting shared
         parameters; ``init`` (:class:`~mtif_sklearn.base.Params`) warm-starts Newton.
         """
+        if is_dask(data.X):  # dask rows: the same solver, sums by block (linear._dask)
+            return _dask.fit_dask(self, data, task_weight_sum=task_weight_sum,
+                                  dropped_tasks=dropped_tasks, init=init)
         data.record_on(self, task_weight_sum)
         n_tasks = data.n_tasks
         self._check_free_intercepts(data)
@@ -274,6 +286,8 @@ class _BaseMultitaskLinear(BaseEstimator):
         training fit, eq. 5).
         """
         check_is_fitted(self)
+        if is_dask(data.X):  # dask rows (mtif_sklearn.linear._dask)
+            return _dask.DaskLinearObjective(self, data, self.task_weight_sum_)
         return self._objective(data, data.sample_weight / self.task_weight_sum_[data.codes])
 
     def _mtif_params(self, view="influence"):

@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from .._dask import is_dask
 from ..utils._docstring import (
     DECISION_FUNCTION,
     PREDICT_LABELS,
@@ -18,6 +19,7 @@ from ..utils._docstring import (
     SCORE_ACCURACY,
     doc,
 )
+from . import _dask
 from ._base import _BaseMultitaskLinear
 
 
@@ -200,19 +202,27 @@ class MultitaskLogistic(ClassifierMixin, _BaseMultitaskLinear):
 
     @doc(PREDICT_PROBA)
     def predict_proba(self, X, tasks=None):
+        if is_dask(X):  # dask rows: lazy (mtif_sklearn.linear._dask)
+            return _dask.dask_predict_proba(self, X, tasks)
         positive = expit(self.decision_function(X, tasks=tasks))
         return np.column_stack([1.0 - positive, positive])
 
     @doc(PREDICT_LOG_PROBA)
     def predict_log_proba(self, X, tasks=None):
+        if is_dask(X):  # dask rows: lazy (mtif_sklearn.linear._dask)
+            return _dask.dask_predict_log_proba(self, X, tasks)
         raw = self.decision_function(X, tasks=tasks)
         return np.column_stack([-np.logaddexp(0.0, raw), -np.logaddexp(0.0, -raw)])
 
     @doc(PREDICT_LABELS)
     def predict(self, X, tasks=None):
         check_is_fitted(self)
+        if is_dask(X):  # dask rows: lazy (mtif_sklearn.linear._dask)
+            return _dask.dask_predict(self, X, tasks)
         return self.classes_[(self.decision_function(X, tasks=tasks) > 0).astype(int)]
 
     @doc(SCORE_ACCURACY)
     def score(self, X, y, tasks=None, sample_weight=None):
+        if is_dask(X):  # dask rows: reduced block by block (mtif_sklearn.linear._dask)
+            return _dask.dask_score(self, X, y, tasks, sample_weight)
         return accuracy_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)

@@ -3,8 +3,10 @@
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 
+from .._dask import is_dask
 from ..utils._docstring import PREDICT, SCORE_R2, doc
 from ._base import _BaseMultitaskLinear
+from ._dask import dask_score
 
 
 class MultitaskRidge(RegressorMixin, _BaseMultitaskLinear):
@@ -136,4 +138,6 @@ class MultitaskRidge(RegressorMixin, _BaseMultitaskLinear):
 
     @doc(SCORE_R2)
     def score(self, X, y, tasks=None, sample_weight=None):
+        if is_dask(X):  # dask rows: reduced block by block (mtif_sklearn.linear._dask)
+            return dask_score(self, X, y, tasks, sample_weight)
         return r2_score(y, self.predict(X, tasks=tasks), sample_weight=sample_weight)

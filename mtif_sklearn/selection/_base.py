@@ -18,6 +18,7 @@ from sklearn.utils.metadata_routing import (
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .._dask import columns_of, is_dask
 from ..utils._docstring import (
     DECISION_FUNCTION,
     PREDICT,
@@ -104,6 +105,9 @@ class BaseSelector(MetaEstimatorMixin, BaseEstimator):
         return X, y, sample_weight
 
     def _validate_X(self, X, y=None, *, reset):
+        if is_dask(X):  # dask rows stay lazy: only the columns are checked
+            validate_data(self, columns_of(X), skip_check_array=True, reset=reset)
+            return X, y
         if task_column(self.estimator) is not None:
             validate_data(self, X, skip_check_array=True, reset=reset)
             return X, y

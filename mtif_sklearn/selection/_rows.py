@@ -21,10 +21,12 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from .._dask import is_dask
 from .._tasks import target_task_codes, task_folds
 from ..base import has_capability
 from ..influence import MTIFInfluence
 from ._base import BaseSelector
+from ._dask import fit_dask
 
 __all__ = ["NegativeTransferSelector", "pick_rows"]
 
@@ -517,6 +519,8 @@ class NegativeTransferSelector(BaseSelector):
         self : NegativeTransferSelector
             The fitted selector.
         """
+        if is_dask(X):  # dask rows: folds and scores by block (selection._dask)
+            return fit_dask(self, X, y, tasks, sample_weight)
         X, y = self._validate_X(X, y, reset=True)
         routed = self._routed_params("fit", tasks=tasks, sample_weight=sample_weight)
         sample_weight = routed.get("sample_weight")
