@@ -37,6 +37,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
 from .._arrow import NotPositiveDefiniteError, factor_arrow, solve_task_blocks
+from .._dask import is_dask
 from .._tasks import target_task_codes, task_folds
 from ..base import Params, require_capability
 from ..influence import MTIFInfluence
@@ -404,6 +405,11 @@ class TaskSelector(BaseSelector):
                 "tasks share parameters at prediction time, so per-target models cannot be "
                 "combined into one. Use MTIFInfluence(cv=5).task_influence_ and train each "
                 "target with its sources yourself.")
+        if is_dask(X):
+            raise TypeError(
+                "TaskSelector does not take dask rows yet. Compute the cross-fitted scores with "
+                "MTIFInfluence(cv=5) on the dask rows (task_influence_, task_influence_se_) "
+                "and train each target with its sources, or pass in-memory rows.")
         X, y, sample_weight = self._fit_inputs(X, y, tasks, sample_weight)
         template = clone(self.estimator)
         data = template._mtif_data(X, y, tasks, sample_weight, reset=True)

@@ -239,3 +239,11 @@ def test_the_guard_is_refused_clearly_on_dask_rows(corrupted):
     with pytest.raises(ValueError, match="guard.*not available on dask rows yet: pass guard=False"):
         NegativeTransferSelector(estimator, random_state=0).fit(lazy(X, 47), lazy(y, 47),
                                                                 tasks=lazy(tasks, 47))
+
+
+def test_task_selector_refuses_dask_rows_with_the_way_out(corrupted):
+    from mtif_sklearn import TaskSelector
+
+    estimator, X, y, tasks = corrupted
+    with pytest.raises(TypeError, match=r"TaskSelector does not take dask rows yet.*MTIFInfluence"):
+        TaskSelector(estimator).fit(lazy(X, 47), lazy(y, 47), tasks=lazy(tasks, 47))
