@@ -186,8 +186,10 @@ def group_tasks(affinity, n_groups, *, standard_errors=None, n_se=1.0, method="s
     if method == "exhaustive":
         count = _stirling2(K, n_groups)
         if count > max_partitions:
+            digits = len(str(count))
+            shown = f"{count:,}" if digits <= 12 else f"about 10^{digits - 1}"
             raise ValueError(
-                f"The exhaustive search would enumerate {count} partitions of {K} tasks into "
+                f"The exhaustive search would enumerate {shown} partitions of {K} tasks into "
                 f"{n_groups} groups (max_partitions={max_partitions}); use method='spectral' "
                 "or raise max_partitions.")
         # Vectorised scoring: per partition, sum over tasks of the mean in-group affinity.

@@ -288,3 +288,12 @@ def test_errors():
         group_tasks(np.full((3, 3), np.nan), 2)
     with pytest.raises(ValueError, match="unknown task"):
         group_gains(MultitaskRidge(), X, y, X, y, [[0, 7]], tasks=t, tasks_val=t)
+
+
+def test_exhaustive_grouping_refusal_is_short_for_huge_counts():
+    from mtif_sklearn.affinity import group_tasks
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"about 10\^\d+ partitions of 200 tasks") as info:
+        group_tasks(rng.random((200, 200)), n_groups=5, method="exhaustive")
+    assert len(str(info.value)) < 200  # was 1,679 characters with a 1,500-digit number
