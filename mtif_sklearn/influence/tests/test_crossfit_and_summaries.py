@@ -251,3 +251,12 @@ def test_mid_pipeline_use_explains_the_row_count_and_cv_fixes_it(data):
             pipe.fit(X, y, tasks=tasks)
         pipe.set_params(influence__cv=5).fit(X, y, tasks=tasks)
     assert pipe[-1].coef_.shape == (4, 4)  # the next model saw one row of effects per row
+
+
+def test_polars_output_has_one_column_per_task(data):
+    pl = pytest.importorskip("polars")
+    X, y, tasks = data
+    inf = MTIFInfluence(MultitaskRidge(), random_state=0).set_output(transform="polars")
+    effects = inf.fit_transform(X, y, tasks=tasks)
+    assert isinstance(effects, pl.DataFrame) and effects.columns == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(effects.to_numpy(), inf.influence_)
