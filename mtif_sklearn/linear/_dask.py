@@ -212,10 +212,13 @@ def dask_task_data(model, X, y=None, tasks=None, sample_weight=None, *, reset,
     y = None if y is None else row_array(y, chunks, "y")
     wanted = {}
     if reset and labels is not None and in_memory is None:
-        wanted["tasks"] = labels.map_blocks(_block_unique_labels, chunks=(np.nan,),
+        # Unknown output sizes given block by block (dask 2024.1 takes no bare NaN here).
+        wanted["tasks"] = labels.map_blocks(_block_unique_labels,
+                                            chunks=((np.nan,) * labels.numblocks[0],),
                                             dtype=object)
     if reset and y is not None and is_classifier(model):
-        wanted["y"] = y.map_blocks(_block_unique_targets, chunks=(np.nan,), dtype=object)
+        wanted["y"] = y.map_blocks(_block_unique_targets, chunks=((np.nan,) * y.numblocks[0],),
+                                   dtype=object)
     found = dict(zip(wanted, dask.compute(*wanted.values()), strict=True))
     if reset and labels is None:
         task_labels = np.zeros(1, dtype=np.int64)
