@@ -19,7 +19,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from .._dask import is_dask
 from .._tasks import target_task_codes, task_folds
@@ -521,12 +521,7 @@ class NegativeTransferSelector(BaseSelector):
         """
         if is_dask(X):  # dask rows: folds and scores by block (selection._dask)
             return fit_dask(self, X, y, tasks, sample_weight)
-        X, y = self._validate_X(X, y, reset=True)
-        routed = self._routed_params("fit", tasks=tasks, sample_weight=sample_weight)
-        sample_weight = routed.get("sample_weight")
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                                 ensure_non_negative=True)
+        X, y, sample_weight = self._fit_inputs(X, y, tasks, sample_weight)
         if self._guard_on() and self.cv is None:
             raise ValueError(
                 "guard=True needs cross-fitted scores (cv with at least 3 folds): it re-chooses "
