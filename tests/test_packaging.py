@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOWER_BOUNDS = ROOT / ".ci" / "lower_bounds.txt"
 
 # Extras whose packages the lower-bounds job installs ("test" pulls in the others' packages).
-TESTED_EXTRAS = ("plot", "cli", "test")
+TESTED_EXTRAS = ("plot", "cli", "parquet", "cleanlab", "test")
 
 
 def _declared_lower_bounds():
