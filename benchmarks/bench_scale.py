@@ -305,9 +305,10 @@ def worker_selector(config):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if route == "selector":
-            selector = NegativeTransferSelector(estimator, fraction=0.05, cv=5,
-                                                random_state=0).fit(X, y, tasks=t)
+        if route in ("selector", "selector_unguarded"):
+            cheap = {"guard": False, "n_rounds": 1} if route == "selector_unguarded" else {}
+            selector = NegativeTransferSelector(estimator, fraction=0.05, cv=5, random_state=0,
+                                                **cheap).fit(X, y, tasks=t)
             removed = int(np.size(selector.removed_))
         else:
             inf = MTIFInfluence(estimator, cv=5, store_influence=False, random_state=0).fit(
@@ -574,14 +575,19 @@ def part_stages(plan, args):
         print(f"  stages K={K} done", file=sys.stderr, flush=True)
 
 
+SELECTOR_ROUTES = {
+    "selector": "NegativeTransferSelector.fit (defaults: guard, 3 rounds)",
+    "selector_unguarded": "NegativeTransferSelector.fit (guard=False, n_rounds=1)",
+    "row_scores": "MTIFInfluence(cv=5).row_scores + refit",
+}
+
+
 def part_selector(plan, args):
     rows = []
     for K in plan["selector"]:
-        for route in ("selector", "row_scores"):
+        for route, name in SELECTOR_ROUTES.items():
             r = run_worker("selector", {"K": K, "route": route}, args.selector_timeout,
                            memory_cap_gib=args.memory_cap_gib)
-            name = ("NegativeTransferSelector.fit" if route == "selector"
-                    else "MTIFInfluence(cv=5).row_scores + refit")
             if "error" in r:
                 rows.append([f"{K:,}", f"{K * SELECTOR_ROWS:,}", name, "-", "-", r["error"]])
             else:
