@@ -598,13 +598,24 @@ def target_task_codes(target_tasks, task_labels):
     if not targets:
         raise ValueError("target_tasks is empty; pass at least one task, or None for all.")
     known = np.asarray(task_labels).tolist()
-    unknown = [t for t in targets if t not in known]
+    code_of = {}  # a dict, not list.index: all K tasks as targets is O(K), not O(K^2)
+    for code, label in enumerate(known):
+        code_of.setdefault(label, code)
+    codes = [_code_or_none(code_of, t) for t in targets]
+    unknown = [t for t, code in zip(targets, codes, strict=True) if code is None]
     if unknown:
         raise ValueError(
             f"target_tasks has unknown task(s) {unknown[:5]}; the tasks seen in fit are "
             f"{known[:10]}{' ...' if len(known) > 10 else ''}."
         )
-    return np.unique([known.index(t) for t in targets])
+    return np.unique(codes)
+
+
+def _code_or_none(code_of, label):
+    try:
+        return code_of.get(label)
+    except TypeError:  # an unhashable "label" (e.g. a list) is no task
+        return None
 
 
 def _stratified_folds(codes, n_folds, seed):
