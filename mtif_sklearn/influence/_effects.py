@@ -19,7 +19,8 @@ import numpy as np
 from .._arrow import solve_schur, solve_task_blocks
 from ..backend import to_numpy
 
-__all__ = ["perturbation_effects", "reduced_gradients", "solve_rows_by_task", "target_solves"]
+__all__ = ["perturbation_effects", "reduced_gradients", "solve_rows_by_task",
+           "summed_perturbation_effects", "target_solves"]
 
 
 def target_solves(factor, val_task, val_shared):
@@ -118,3 +119,22 @@ def perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared, *,
     if return_reduced:
         return effects, reduced
     return effects
+
+
+def summed_perturbation_effects(factor, z, x_shared, codes, grad_task, grad_shared):
+    """Sum over the terms of :func:`perturbation_effects`, (K,) NumPy, without the (m, K) effects.
+
+    Summed over terms i of tasks l_i, effect_k is ``z_k . sum_{i: l_i = k} g^t_i
+    + x_k . sum_i (g^s_i - W_{l_i}^T g^t_i)`` (Proposition 1 summed first): one sum of reduced
+    gradients (p,) and one scatter of within-task dots, O(m q p + K (q + p)) instead of
+    O(m K p). Arguments as in :func:`perturbation_effects`.
+    """
+    xp, backend = factor.xp, factor.backend
+    reduced = reduced_gradients(factor, codes, grad_task, grad_shared)
+    shared_path = np.asarray(to_numpy(xp.matmul(xp.sum(reduced, axis=0), x_shared)))
+    codes = np.asarray(to_numpy(codes))
+    if backend.is_numpy:  # no (m, q) product temporary
+        within = np.einsum("mq,mq->m", grad_task, z[codes])
+    else:
+        within = to_numpy(xp.sum(grad_task * z[backend.asarray(codes)], axis=1))
+    return shared_path + np.bincount(codes, weights=np.asarray(within), minlength=z.shape[0])

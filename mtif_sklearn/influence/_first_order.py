@@ -11,7 +11,12 @@ import numpy as np
 
 from .._arrow import solve_schur
 from ..backend import rows_times_task_matrices_numpy
-from ._effects import perturbation_effects, reduced_gradients, solve_rows_by_task
+from ._effects import (
+    perturbation_effects,
+    reduced_gradients,
+    solve_rows_by_task,
+    summed_perturbation_effects,
+)
 from ._strategy import CHUNK_NUMBERS, RemovalStrategy
 
 #: Largest K q c (numbers) of the per-task effect matrices (:meth:`FirstOrder._effect_matrices`).
@@ -80,6 +85,18 @@ class FirstOrder(RemovalStrategy):
             backend.asarray(grad_task * weights),
             None if grad_shared is None else backend.asarray(grad_shared * weights),
             out=out if backend.is_numpy else None, columns=columns)
+
+    def summed_row_effects(self, objective, rows, weights, scale):
+        """``sum_i scale_i * effect_i`` in O(q + p) per row (no (m, K) effects): first-order
+        effects are linear in the gradients (:func:`summed_perturbation_effects`)."""
+        problem, backend = self.problem, self.problem.backend
+        with self._blas():
+            grad_task, grad_shared = objective.row_gradients(problem.params, rows)
+            weights = (np.asarray(weights) * np.asarray(scale))[:, None]
+            return summed_perturbation_effects(
+                problem.factor, problem.z, problem.x_shared, objective.codes[rows],
+                backend.asarray(grad_task * weights),
+                None if grad_shared is None else backend.asarray(grad_shared * weights))
 
     def _effect_matrices(self, columns):
         """``M_l = z_l e_l^T - W_l X_shared`` (K, q, c) when small (NumPy), else None.

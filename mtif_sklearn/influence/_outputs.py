@@ -187,6 +187,30 @@ class InfluenceOutputsMixin:
         effects = self._effects_matrix(sources, len(sources[0].out_rows), len(self.tasks_))
         return self._wrap(effects, index=getattr(X, "index", None))
 
+    def _summed_effects(self, X, y, tasks=None, sample_weight=None):
+        """``(transform(X, y, tasks) * sample_weight[:, None]).sum(axis=0)``, (K,), without the
+        (rows, K) effects (first order: O(q + p) per row); NaN where a task has no validation
+        rows. The selectors' predicted change of the validation losses."""
+        check_is_fitted(self, "tasks_")
+        if getattr(self._splits, "is_dask", False):
+            raise ValueError("_summed_effects is for rows in memory; on dask rows the selector "
+                             "sums gradients block by block (selection._dask).")
+        X = host_input(X)
+        check_dense(X, "X")
+        total = np.zeros(len(self.tasks_))
+        for split in self._splits:
+            objective, strategy = self._objective_of(split, X, y, tasks), split.strategy
+            scale = (np.ones(len(objective.codes)) if sample_weight is None
+                     else np.asarray(sample_weight, dtype=np.float64))
+            n_rows, size = len(objective.codes), self.batch_size or strategy.score_chunk_size()
+            summed = np.zeros(len(self.tasks_))
+            for start in range(0, n_rows, size):
+                rows = np.arange(start, min(start + size, n_rows))
+                summed += strategy.summed_row_effects(objective, rows,
+                                                      objective.row_weights[rows], scale[rows])
+            total += split.problem.finish(summed[None], allow_nan=True)[0]
+        return total / len(self._splits)
+
     def sample_influence(self, X_eval, y_eval, tasks=None):
         """Effect of every training row on the loss of every evaluation row (paper Figure 1).
 

@@ -74,6 +74,16 @@ class RemovalStrategy(ABC):
                                                        columns=columns)))
         return np.nan_to_num(effects) @ task_weights[columns]
 
+    def summed_row_effects(self, objective, rows, weights, scale):
+        """``sum_i scale_i * effect_i`` over ``rows`` of :meth:`row_effects`, (K,) NumPy (NaN
+        effects count as 0)."""
+        import numpy as np
+
+        from ..backend import to_numpy
+
+        effects = np.asarray(to_numpy(self.row_effects(objective, rows, weights)))
+        return np.nan_to_num(effects * np.asarray(scale)[:, None]).sum(axis=0)
+
     @abstractmethod
     def task_effects(self, tasks, columns=None):
         """Effects (M, K) on every V_k (or the tasks ``columns``) of removing each task in

@@ -91,7 +91,7 @@ def _summed_effects_requests(state, data, removed):
     trained on): the effect of each task's summed row gradients, since effects are linear in
     the gradient (Proposition 1). Returns the block-sum requests (one pass) and the function
     that turns their sums into the effects."""
-    from ..influence._effects import reduced_gradients
+    from ..influence._effects import summed_perturbation_effects
 
     rows = data.with_weights(data.sample_weight * rows_mask(removed, data.chunks))
     requests = [(rows.rows(split.member), split.problem.model, split.problem.params, "sample",
@@ -104,11 +104,9 @@ def _summed_effects_requests(state, data, removed):
             groups = rows.groups_of(split.member)
             gradient = sums["grad"][groups].sum(axis=0) * split.inverse_weight[:, None]
             problem = split.problem
-            # sum over the source tasks l of effect_k = [k == l] z_k . g_l + x_k . r_l, with r_l
-            # the reduced gradient (perturbation_effects, summed first: O(K q p), not K^2).
-            reduced = reduced_gradients(problem.factor, np.arange(n_tasks), gradient, None)
-            effects = reduced.sum(axis=0) @ problem.x_shared + np.einsum(
-                "kq,kq->k", gradient, problem.z)
+            # One summed term per source task: O(K q p), not K^2.
+            effects = summed_perturbation_effects(problem.factor, problem.z, problem.x_shared,
+                                                  np.arange(n_tasks), gradient, None)
             summed.append(np.nan_to_num(problem.finish(effects[None], allow_nan=True)[0]))
         return summed
 

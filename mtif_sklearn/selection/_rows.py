@@ -34,10 +34,6 @@ __all__ = ["NegativeTransferSelector", "pick_rows"]
 #: the largest share that passes the margin.
 GUARD_SHARES = (1.0, 0.5, 0.25)
 
-#: Rows per chunk of the (rows, K) effects behind ``report_["predicted_change"]``: about 2**20
-#: numbers, so that the report never holds an n x K block.
-_CHUNK_NUMBERS = 2**20
-
 
 def _take(values, rows):
     return None if values is None else _safe_indexing(values, rows)
@@ -828,24 +824,20 @@ def _fold_validation_losses(influences, folds, codes, n_tasks):
 
 def _predicted_change(influences, folds, codes, removed, n_tasks, fit_args):
     """First-order change of the out-of-fold validation loss per task when ``removed`` go:
-    each fold's summed effects of its removed training rows (``transform``, in chunks of
-    rows so that no n x K block is formed), weighted over folds by validation rows."""
+    each fold's summed effects of its removed training rows (summed gradients, no rows x K
+    block), weighted over folds by validation rows."""
     X, y, tasks, sample_weight = fit_args
     change = np.zeros(n_tasks)
     rows = np.zeros(n_tasks)
-    chunk = max(1, _CHUNK_NUMBERS // max(n_tasks, 1))
     for influence, (train, val) in zip(influences, folds, strict=True):
         counts = np.bincount(codes[val], minlength=n_tasks).astype(np.float64)
         gone = removed[np.isin(removed, train)]
-        total = np.zeros(n_tasks)
-        for start in range(0, gone.size, chunk):
-            part = gone[start:start + chunk]
-            effects = np.asarray(influence.transform(_take(X, part), _take(y, part),
-                                                     tasks=_take(tasks, part)))
-            # transform gives the effect of a row of weight 1; a row's effect scales with it.
-            weight = 1.0 if sample_weight is None else sample_weight[part][:, None]
-            total += np.nan_to_num(effects * weight).sum(axis=0)
-        change += total * counts
+        if gone.size:
+            # A row's effect scales with its weight (transform's are for weight 1).
+            total = influence._summed_effects(_take(X, gone), _take(y, gone),
+                                              tasks=_take(tasks, gone),
+                                              sample_weight=_take(sample_weight, gone))
+            change += np.nan_to_num(total) * counts
         rows += counts
     with np.errstate(invalid="ignore", divide="ignore"):
         return change / rows

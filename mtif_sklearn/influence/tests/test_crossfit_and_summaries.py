@@ -85,6 +85,44 @@ def test_row_scores_are_weighted_sums_of_influence(data, cv, method, task_weight
 
 
 @pytest.mark.parametrize("cv", [None, 3])
+@pytest.mark.parametrize("method", ["first_order", "newton"])
+@pytest.mark.parametrize("model", [MultitaskRidge(alpha=0.3),
+                                   MultitaskLogistic(alpha=0.3, shared_alpha=0.5)])
+def test_summed_effects_are_column_sums_of_transform(data, cv, method, model):
+    X, y, tasks = data
+    if isinstance(model, MultitaskLogistic):
+        y = (y > np.median(y)).astype(int)
+    inf = MTIFInfluence(model, cv=cv, method=method, random_state=1, batch_size=7).fit(
+        X, y, tasks=tasks)
+    rows = np.arange(0, len(y), 3)
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, rows.size)
+    expected = (np.asarray(inf.transform(X[rows], y[rows], tasks=tasks[rows]))
+                * weight[:, None]).sum(axis=0)
+    summed = inf._summed_effects(X[rows], y[rows], tasks=tasks[rows], sample_weight=weight)
+    # First order sums the gradients before the solve (the same sums in another order).
+    np.testing.assert_allclose(summed, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+
+
+def test_summed_effects_of_a_network_with_shared_gradients():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from mtif_sklearn.torch import SharedBottomRegressor
+
+    X, y, t = make_multitask_regression(n_tasks=3, n_samples_per_task=15, n_features=3,
+                                        random_state=0)
+    Xv, yv, tv = make_multitask_regression(n_tasks=3, n_samples_per_task=5, n_features=3,
+                                           random_state=1)
+    model = SharedBottomRegressor((4,), weight_decay=0.5, max_iter=2000, tol=1e-10,
+                                  random_state=0).fit(X, y, tasks=t)
+    inf = MTIFInfluence(FrozenEstimator(model)).fit(X, y, tasks=t, X_val=Xv, y_val=yv,
+                                                    tasks_val=tv)
+    expected = np.asarray(inf.transform(X[:20], y[:20], tasks=t[:20])).sum(axis=0)
+    summed = inf._summed_effects(X[:20], y[:20], tasks=t[:20])
+    assert np.abs(expected).min() > 0  # every task feels the rows (through the shared layer)
+    np.testing.assert_allclose(summed, expected, rtol=1e-8, atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("cv", [None, 3])
 def test_harmful_rows_are_the_most_negative_entries_of_influence(data, cv):
     X, y, tasks = data
     y = y.copy()

@@ -588,6 +588,6 @@ def test_predicted_change_is_the_summed_effect_of_the_removed_rows():
         counts = np.bincount(tasks[val], minlength=4)
         expected += influence.influence_[np.isin(train, selector.removed_)].sum(axis=0) * counts
         rows += counts
-    # From transform in chunks instead of the stored n x K matrix: round-off only.
+    # From the removed rows' summed gradients instead of the stored n x K matrix: round-off.
     np.testing.assert_allclose(selector.report_["predicted_change"], expected / rows,
                                rtol=1e-9, atol=1e-12)
