@@ -16,6 +16,15 @@ def data():
     return X, y, np.array(["a", "b", "c", "d"])[tasks]
 
 
+def network_problem():
+    """Three small tasks, training and validation rows, for the shared-bottom network tests."""
+    train = make_multitask_regression(n_tasks=3, n_samples_per_task=20, n_features=3,
+                                      random_state=0)
+    val = make_multitask_regression(n_tasks=3, n_samples_per_task=8, n_features=3,
+                                    random_state=1)
+    return (*train, *val)
+
+
 @pytest.mark.parametrize("method", ["first_order", "newton"])
 def test_cross_fitted_matrices_are_the_mean_of_per_fold_runs(data, method):
     X, y, tasks = data
@@ -108,10 +117,7 @@ def test_summed_effects_of_a_network_with_shared_gradients():
     torch.set_num_threads(1)
     from mtif_sklearn.torch import SharedBottomRegressor
 
-    X, y, t = make_multitask_regression(n_tasks=3, n_samples_per_task=15, n_features=3,
-                                        random_state=0)
-    Xv, yv, tv = make_multitask_regression(n_tasks=3, n_samples_per_task=5, n_features=3,
-                                           random_state=1)
+    X, y, t, Xv, yv, tv = network_problem()
     model = SharedBottomRegressor((4,), weight_decay=0.5, max_iter=2000, tol=1e-10,
                                   random_state=0).fit(X, y, tasks=t)
     inf = MTIFInfluence(FrozenEstimator(model)).fit(X, y, tasks=t, X_val=Xv, y_val=yv,
@@ -222,10 +228,7 @@ def test_newton_on_a_network_is_closer_to_warm_started_refits_than_first_order()
     from mtif_sklearn.retrain import loo_effects
     from mtif_sklearn.torch import SharedBottomRegressor
 
-    X, y, t = make_multitask_regression(n_tasks=3, n_samples_per_task=20, n_features=3,
-                                        random_state=0)
-    Xv, yv, tv = make_multitask_regression(n_tasks=3, n_samples_per_task=8, n_features=3,
-                                           random_state=1)
+    X, y, t, Xv, yv, tv = network_problem()
     est = SharedBottomRegressor((4,), weight_decay=1.0, max_iter=3000, tol=1e-10,
                                 hessian="exact", random_state=0)
     model = clone(est).fit(X, y, tasks=t)
@@ -250,10 +253,7 @@ def test_loto_on_an_adapted_user_network_refits_it():
     from mtif_sklearn.retrain import loto_effects
     from mtif_sklearn.torch import SharedBottomAdapter, SharedBottomRegressor
 
-    X, y, t = make_multitask_regression(n_tasks=3, n_samples_per_task=20, n_features=3,
-                                        random_state=0)
-    Xv, yv, tv = make_multitask_regression(n_tasks=3, n_samples_per_task=8, n_features=3,
-                                           random_state=1)
+    X, y, t, Xv, yv, tv = network_problem()
     trained = SharedBottomRegressor((4,), weight_decay=0.2, max_iter=2000, tol=1e-10,
                                     random_state=0).fit(X, y, tasks=t)
     shared, heads = trained.module_["shared"], list(trained.module_["heads"])
