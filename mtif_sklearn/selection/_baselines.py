@@ -21,11 +21,33 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
 from .._tasks import encode_tasks, resolve_tasks, target_task_codes, task_folds, unique_tasks
+from ..utils._docstring import Substitution
 from ._base import task_column
 from ._rows import pick_rows, task_quota
 
 __all__ = ["cleanlab_label_issues", "cross_fitted_losses", "cross_fitted_proba",
            "highest_loss_rows"]
+
+_docs = Substitution(
+    tasks_weights="""
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of every row.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights of the fits.""",
+    folds="""
+        cv : int, cross-validation generator or iterable, default=5
+            Folds, stratified by task.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the folds.""",
+    removal_rule="""
+        fraction : float in [0, 1), default=0.05
+            Share of the rows removed at most.
+        max_task_fraction : float in (0, 1] or None, default=0.2
+            Share of one task's rows removed at most (None: no limit).
+        exclude_tasks : label or array-like of labels, default=None
+            Tasks whose rows are never removed (e.g. the target of
+            ``NegativeTransferSelector(target_tasks=..., include_target_rows=False)``).""")
+
 
 _PROBA_FLOOR = 1e-12  # log loss of a probability 0: finite, and the worst possible rank
 
@@ -131,6 +153,7 @@ _SELECTION = {
 }
 
 
+@_docs
 @validate_params(_COMMON, prefer_skip_nested_validation=True)
 def cross_fitted_losses(estimator, X, y, *, tasks=None, sample_weight=None, cv=5,
                         random_state=None):
@@ -147,10 +170,7 @@ def cross_fitted_losses(estimator, X, y, *, tasks=None, sample_weight=None, cv=5
         Rows (with the task column when the estimator has a ``task_column``).
     y : array-like of shape (n_samples,)
         Targets.
-    tasks : array-like of shape (n_samples,), default=None
-        Task label of every row.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Row weights of the fits.
+    {tasks_weights}
     cv : int, cross-validation generator or iterable, default=5
         Folds, stratified by task (the package's fold helper, as in
         :class:`NegativeTransferSelector`).
@@ -178,6 +198,7 @@ def cross_fitted_losses(estimator, X, y, *, tasks=None, sample_weight=None, cv=5
     return _row_loss(estimator, y, predictions, classes)
 
 
+@_docs
 @validate_params(_COMMON, prefer_skip_nested_validation=True)
 def cross_fitted_proba(estimator, X, y, *, tasks=None, sample_weight=None, cv=5,
                        random_state=None):
@@ -192,14 +213,8 @@ def cross_fitted_proba(estimator, X, y, *, tasks=None, sample_weight=None, cv=5,
         Rows.
     y : array-like of shape (n_samples,)
         Class labels.
-    tasks : array-like of shape (n_samples,), default=None
-        Task label of every row.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Row weights of the fits.
-    cv : int, cross-validation generator or iterable, default=5
-        Folds, stratified by task.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the folds.
+    {tasks_weights}
+    {folds}
 
     Returns
     -------
@@ -226,6 +241,7 @@ def _pick(order_scores, eligible, codes, names, fraction, max_task_fraction, neg
                      quota=task_quota(max_task_fraction, n_rows), negative_only=negative_only)
 
 
+@_docs
 @validate_params({**_COMMON, **_SELECTION}, prefer_skip_nested_validation=True)
 def highest_loss_rows(estimator, X, y, *, tasks=None, sample_weight=None, fraction=0.05,
                       max_task_fraction=0.2, exclude_tasks=None, cv=5, random_state=None):
@@ -243,21 +259,9 @@ def highest_loss_rows(estimator, X, y, *, tasks=None, sample_weight=None, fracti
         Rows.
     y : array-like of shape (n_samples,)
         Targets.
-    tasks : array-like of shape (n_samples,), default=None
-        Task label of every row.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Row weights of the fits.
-    fraction : float in [0, 1), default=0.05
-        Share of the rows removed.
-    max_task_fraction : float in (0, 1] or None, default=0.2
-        Share of one task's rows removed at most (None: no limit).
-    exclude_tasks : label or array-like of labels, default=None
-        Tasks whose rows are never removed (e.g. the target of
-        ``NegativeTransferSelector(target_tasks=..., include_target_rows=False)``).
-    cv : int, cross-validation generator or iterable, default=5
-        Folds, stratified by task.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the folds.
+    {tasks_weights}
+    {removal_rule}
+    {folds}
 
     Returns
     -------
@@ -291,6 +295,7 @@ def highest_loss_rows(estimator, X, y, *, tasks=None, sample_weight=None, fracti
                  max_task_fraction, negative_only=False)
 
 
+@_docs
 @validate_params({**_COMMON, **_SELECTION, "filter_by": [str]},
                  prefer_skip_nested_validation=True)
 def cleanlab_label_issues(estimator, X, y, *, tasks=None, sample_weight=None, fraction=0.05,
@@ -318,20 +323,9 @@ def cleanlab_label_issues(estimator, X, y, *, tasks=None, sample_weight=None, fr
         Rows.
     y : array-like of shape (n_samples,)
         Class labels.
-    tasks : array-like of shape (n_samples,), default=None
-        Task label of every row.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Row weights of the fits.
-    fraction : float in [0, 1), default=0.05
-        Share of the rows removed at most.
-    max_task_fraction : float in (0, 1] or None, default=0.2
-        Share of one task's rows removed at most (None: no limit).
-    exclude_tasks : label or array-like of labels, default=None
-        Tasks whose rows are never removed.
-    cv : int, cross-validation generator or iterable, default=5
-        Folds, stratified by task.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the folds.
+    {tasks_weights}
+    {removal_rule}
+    {folds}
     filter_by : str, default="prune_by_noise_rate"
         cleanlab's method for counting label issues.
 

@@ -25,6 +25,7 @@ from .._dask import is_dask
 from .._tasks import target_task_codes, task_folds
 from ..base import has_capability
 from ..influence import MTIFInfluence
+from ..utils._docstring import DOCS, Substitution
 from ._base import BaseSelector
 from ._dask import fit_dask
 
@@ -494,21 +495,14 @@ class NegativeTransferSelector(BaseSelector):
         self.verbose = verbose
 
     # -- fitting -----------------------------------------------------------------------------
+    @Substitution(**DOCS)
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, tasks=None, sample_weight=None):
         """Score every row, remove the harmful ones and refit the estimator on the rest.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training rows (with the task column when the estimator uses ``task_column``).
-        y : array-like of shape (n_samples,)
-            Targets.
-        tasks : array-like of shape (n_samples,), default=None
-            Task label of every row (unless the estimator has a ``task_column``).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row weights of the training objective (with metadata routing enabled, passed only
-            when the inner estimator requests it).
+        {selector_fit_data}
 
         Returns
         -------

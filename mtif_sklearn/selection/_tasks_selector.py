@@ -41,6 +41,7 @@ from .._dask import is_dask
 from .._tasks import target_task_codes, task_folds
 from ..base import Params, require_capability
 from ..influence import MTIFInfluence
+from ..utils._docstring import DOCS, Substitution
 from ._base import BaseSelector
 from ._rows import _take
 
@@ -373,21 +374,14 @@ class TaskSelector(BaseSelector):
         self.verbose = verbose
 
     # -- fitting -----------------------------------------------------------------------------
+    @Substitution(**DOCS)
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, tasks=None, sample_weight=None):
         """Score the tasks, select every target's sources and fit every target's head.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training rows (with the task column when the estimator uses ``task_column``).
-        y : array-like of shape (n_samples,)
-            Targets.
-        tasks : array-like of shape (n_samples,), default=None
-            Task label of every row (unless the estimator has a ``task_column``).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Row weights of the training objective (with metadata routing enabled, passed only
-            when the inner estimator requests it).
+        {selector_fit_data}
 
         Returns
         -------

@@ -110,6 +110,16 @@ DOCS = {
     "sample_weight": """
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row weights (w_ki in the objective).""",
+    "selector_fit_data": """
+        X : array-like of shape (n_samples, n_features)
+            Training rows (with the task column when the estimator uses ``task_column``).
+        y : array-like of shape (n_samples,)
+            Targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of every row (unless the estimator has a ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights of the training objective (with metadata routing enabled, passed only
+            when the inner estimator requests it).""",
     "sample_weight_score": """
         sample_weight : array-like of shape (n_samples,), default=None
             Row weights of the score.""",
