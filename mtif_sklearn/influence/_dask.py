@@ -19,7 +19,6 @@ client holds blocks x K counts, never the n rows); ``train_indices_``, ``val_ind
 (the block sums are kept apart by fold), so ``cv=5`` costs about the passes of one fit.
 """
 
-import warnings
 
 import numpy as np
 from sklearn.base import clone
@@ -80,18 +79,7 @@ class DaskInfluenceProblem(InfluenceProblem):
         self.val_counts = counts.astype(np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
             self.validation_loss = np.where(counts > 0, sums["loss"] / counts, np.nan)
-        if not np.all(np.isfinite(self.validation_loss[counts > 0])):
-            bad = np.flatnonzero((counts > 0) & ~np.isfinite(self.validation_loss))
-            raise ValueError(
-                f"The validation loss of task(s) {[self.task_names[k] for k in bad[:5]]} is not "
-                "finite (overflow: targets or features of extreme magnitude?). Influence is "
-                "undefined there; scale the targets and features (e.g. StandardScaler).")
-        self.val_missing = np.flatnonzero(counts == 0)
-        if self.val_missing.size:
-            warnings.warn(
-                f"Task(s) {[self.task_names[k] for k in self.val_missing[:5]]} have no "
-                "validation rows; their columns of influence_ and task_influence_ are NaN.",
-                UserWarning, stacklevel=6)
+        self._check_validation(counts)
         scale = 1.0 / np.where(counts, counts, np.nan)
         val_task = np.nan_to_num(sums["grad"] * scale[:, None])
         val_shared = np.zeros((self.n_tasks, self.train.n_shared_params))

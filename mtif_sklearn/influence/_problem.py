@@ -125,6 +125,18 @@ class InfluenceProblem:
         val, n_tasks, xp = self.val, self.n_tasks, self.backend
         counts = np.bincount(val.codes, minlength=n_tasks).astype(np.float64)
         self.validation_loss = mean_task_losses(val, self.params, n_tasks)
+        self._check_validation(counts)
+        val_task, val_shared = val.row_gradients(self.params)
+        scale = 1.0 / np.where(counts, counts, np.nan)
+        val_task = np.nan_to_num(val.task_sums(val_task) * scale[:, None])
+        p = self.train.n_shared_params
+        val_shared = (np.zeros((n_tasks, p)) if val_shared is None
+                      else np.nan_to_num(val.task_sums(val_shared) * scale[:, None]))
+        self.z, self.x_shared = target_solves(self.factor, xp.asarray(val_task),
+                                              xp.asarray(val_shared))
+
+    def _check_validation(self, counts):
+        """Refuse non-finite V_k; set ``val_missing`` (tasks without validation rows), warn."""
         if not np.all(np.isfinite(self.validation_loss[counts > 0])):
             bad = np.flatnonzero((counts > 0) & ~np.isfinite(self.validation_loss))
             raise ValueError(
@@ -136,15 +148,7 @@ class InfluenceProblem:
             warnings.warn(
                 f"Task(s) {[self.task_names[k] for k in self.val_missing[:5]]} have no "
                 "validation rows; their columns of influence_ and task_influence_ are NaN.",
-                UserWarning, stacklevel=6)
-        val_task, val_shared = val.row_gradients(self.params)
-        scale = 1.0 / np.where(counts, counts, np.nan)
-        val_task = np.nan_to_num(val.task_sums(val_task) * scale[:, None])
-        p = self.train.n_shared_params
-        val_shared = (np.zeros((n_tasks, p)) if val_shared is None
-                      else np.nan_to_num(val.task_sums(val_shared) * scale[:, None]))
-        self.z, self.x_shared = target_solves(self.factor, xp.asarray(val_task),
-                                              xp.asarray(val_shared))
+                UserWarning, stacklevel=7)
 
     def finish(self, effects, *, allow_nan=False, columns=None):
         """Effects as float64 NumPy, NaN in the columns of tasks without validation rows.
