@@ -40,6 +40,7 @@ from .._tasks import TaskData
 from ..backend import ArrayBackend, single_blas_thread
 from ._effects import target_solves
 from ._first_order import FirstOrder
+from ._input import check_validation_args
 from ._problem import STATIONARITY_TOL, InfluenceProblem
 from ._strategy import CHUNK_NUMBERS
 from ._summaries import (
@@ -361,20 +362,9 @@ def fit_dask(influence, X, y, tasks=None, sample_weight=None, X_val=None, y_val=
     validate_data(influence, columns_of(X), skip_check_array=True, reset=True)
     data = template._mtif_data(X, y, tasks, sample_weight, reset=not frozen)
     group_counts = None
+    check_validation_args(influence.cv, frozen, X_val, y_val, tasks_val)
     if X_val is not None:
-        if influence.cv is not None:
-            raise ValueError("cv and X_val cannot both be given: cv cross-fits validation rows "
-                             "out of X. Pass one of them.")
-        if y_val is None:
-            raise ValueError("X_val was given without y_val.")
         members = [("all",)]
-    elif y_val is not None or tasks_val is not None:
-        raise ValueError("y_val/tasks_val were given without X_val.")
-    elif frozen:
-        raise ValueError(
-            "A FrozenEstimator is already fitted, so no validation rows can be held out of its "
-            "training data: pass X_val, y_val (and tasks_val), and X, y, tasks, sample_weight "
-            "exactly as the model was fitted.")
     else:
         folds = assign_folds(data, influence.cv,
                              validation_fraction=influence.validation_fraction,

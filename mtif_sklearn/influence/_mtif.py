@@ -16,7 +16,7 @@ from ..base import require_capability
 from ..utils._docstring import DOCS, Substitution
 from ._dask import fit_dask
 from ._first_order import FirstOrder
-from ._input import check_dense, host_input
+from ._input import check_dense, check_validation_args, host_input
 from ._newton import Newton
 from ._outputs import InfluenceOutputsMixin
 from ._problem import STATIONARITY_TOL, InfluenceProblem
@@ -295,21 +295,9 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
 
     def _validation_plan(self, data, frozen, X_val, y_val, tasks_val):
         """(training rows, validation rows or validation data) of every split."""
+        check_validation_args(self.cv, frozen, X_val, y_val, tasks_val)
         if X_val is not None:
-            if self.cv is not None:
-                raise ValueError("cv and X_val cannot both be given: cv cross-fits validation "
-                                 "rows out of X. Pass one of them.")
-            if y_val is None:
-                raise ValueError("X_val was given without y_val.")
             return [(np.arange(data.n_samples), (X_val, y_val, tasks_val))]
-        if y_val is not None or tasks_val is not None:
-            raise ValueError("y_val/tasks_val were given without X_val.")
-        if frozen:
-            raise ValueError(
-                "A FrozenEstimator is already fitted, so no validation rows can be held out of "
-                "its training data: pass X_val, y_val (and tasks_val), and X, y, tasks, "
-                "sample_weight exactly as the model was fitted."
-            )
         return task_folds(data.codes, data.task_labels.tolist(), self.cv,
                           validation_fraction=self.validation_fraction,
                           random_state=self.random_state)
