@@ -20,7 +20,13 @@ from sklearn.base import clone, is_classifier
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
-from .._tasks import encode_tasks, resolve_tasks, target_task_codes, task_folds, unique_tasks
+from .._tasks import (
+    fit_task_codes,
+    group_rows_by_task,
+    resolve_tasks,
+    target_task_codes,
+    task_folds,
+)
 from ..utils._docstring import Substitution
 from ._base import task_column
 from ._rows import pick_rows, task_quota
@@ -63,24 +69,22 @@ def _take(values, rows):
 def _task_codes(estimator, X, tasks, n_samples):
     """(task labels sorted, code of every row) from ``tasks=`` or the estimator's task column."""
     _, labels = resolve_tasks(X, tasks, task_column(estimator))
-    if labels is None:
-        labels = np.zeros(n_samples, dtype=np.int64)
-    names = unique_tasks(labels)
-    return names, encode_tasks(labels, names)
+    return fit_task_codes(labels, n_samples)
 
 
-def _fit(estimator, X, y, tasks, sample_weight, rows, multitask):
+def _fit(estimator, X, y, tasks, sample_weight, rows):
+    """``estimator`` fitted on ``rows`` (``tasks`` None: a single-task fit)."""
     params = {}
-    if multitask and tasks is not None:
+    if tasks is not None:
         params["tasks"] = _take(tasks, rows)
     if sample_weight is not None:
         params["sample_weight"] = _take(sample_weight, rows)
     return clone(estimator).fit(_take(X, rows), _take(y, rows), **params)
 
 
-def _predict(model, X, tasks, rows, multitask, proba):
+def _predict(model, X, tasks, rows, proba):
     method = model.predict_proba if proba else model.predict
-    if multitask and tasks is not None:
+    if tasks is not None:
         return np.asarray(method(_take(X, rows), tasks=_take(tasks, rows)))
     return np.asarray(method(_take(X, rows)))
 
@@ -100,23 +104,21 @@ def _out_of_fold(estimator, X, y, tasks, sample_weight, cv, random_state, proba)
     multitask = _is_multitask(estimator)
     for train, val in folds:
         if multitask:
-            model = _fit(estimator, X, y, tasks, sample_weight, train, True)
-            values = _predict(model, X, tasks, val, True, proba)
-            if proba:
-                out[val] = _align_proba(values, model.classes_, classes)
-            else:
-                out[val] = values
+            model = _fit(estimator, X, y, tasks, sample_weight, train)
+            values = _predict(model, X, tasks, val, proba)
+            out[val] = _align_proba(values, model.classes_, classes) if proba else values
             continue
-        for k in range(len(names)):  # one model per task, as a user without MTL would
-            fit_rows, pred_rows = train[codes[train] == k], val[codes[val] == k]
-            if pred_rows.size == 0:
-                continue
+        # One model per task, as a user without MTL would (rows by task in one sort each).
+        fit_rows_of = dict(group_rows_by_task(codes[train]))
+        for k, positions in group_rows_by_task(codes[val]):
+            pred_rows = val[positions]
+            fit_rows = train[fit_rows_of.get(k, np.zeros(0, dtype=np.int64))]
             present = np.unique(y[fit_rows])
             if proba and present.size < 2:  # a classifier cannot fit one class
                 out[pred_rows] = _align_proba(np.ones((pred_rows.size, 1)), present, classes)
                 continue
-            model = _fit(estimator, X, y, None, sample_weight, fit_rows, False)
-            values = _predict(model, X, None, pred_rows, False, proba)
+            model = _fit(estimator, X, y, None, sample_weight, fit_rows)
+            values = _predict(model, X, None, pred_rows, proba)
             out[pred_rows] = (_align_proba(values, model.classes_, classes) if proba
                               else values)
     return out, codes, names, classes
@@ -129,7 +131,7 @@ def _align_proba(values, model_classes, classes):
     return aligned / aligned.sum(axis=1, keepdims=True)
 
 
-def _row_loss(estimator, y, predictions, classes):
+def _row_loss(y, predictions, classes):
     if classes is not None:
         column = np.searchsorted(classes, np.asarray(y))
         picked = predictions[np.arange(len(y)), column]
@@ -195,7 +197,7 @@ def cross_fitted_losses(estimator, X, y, *, tasks=None, sample_weight=None, cv=5
     proba = is_classifier(estimator)
     predictions, _, _, classes = _out_of_fold(estimator, X, y, tasks, sample_weight, cv,
                                               random_state, proba)
-    return _row_loss(estimator, y, predictions, classes)
+    return _row_loss(y, predictions, classes)
 
 
 @_docs
@@ -290,7 +292,7 @@ def highest_loss_rows(estimator, X, y, *, tasks=None, sample_weight=None, fracti
     proba = is_classifier(estimator)
     predictions, codes, names, classes = _out_of_fold(estimator, X, y, tasks, sample_weight, cv,
                                                       random_state, proba)
-    losses = _row_loss(estimator, y, predictions, classes)
+    losses = _row_loss(y, predictions, classes)
     return _pick(-losses, _removable(codes, names, exclude_tasks), codes, names, fraction,
                  max_task_fraction, negative_only=False)
 
