@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._dask import is_dask
 from .._tasks import target_task_codes, task_folds
-from ..base import has_capability
+from ..base import Params, has_capability
 from ..influence import MTIFInfluence
 from ..utils._docstring import DOCS, Substitution
 from ._base import BaseSelector
@@ -127,9 +127,13 @@ def _average_over_folds(fold_scores, folds, n_samples):
         return np.where(counts > 0, sums / counts, np.nan)
 
 
-def _row_losses(model, data):
-    """Unweighted loss of every row of ``data`` under a fitted multitask model."""
-    return np.asarray(model._mtif_objective(data).row_losses(model._mtif_params()))
+def _row_losses(model, data, task_params=None):
+    """Unweighted loss of every row of ``data`` under a fitted multitask model (with these
+    task blocks instead of its own when given)."""
+    params = model._mtif_params()
+    if task_params is not None:
+        params = Params(task_params, params.shared)
+    return np.asarray(model._mtif_objective(data).row_losses(params))
 
 
 def _refit(estimator, data, init_model):
@@ -159,22 +163,18 @@ def _pair_scores(estimator, data, fit_args, warm_model, active, folds, a, b, tar
     """Scores of the guard's nested folds from one model fitted on the ``active`` rows outside
     folds ``a`` and ``b``: its training rows, their scores on fold b's rows, and on fold
     a's rows."""
-    X, y, tasks, sample_weight = fit_args
     rows = np.setdiff1d(active, np.concatenate([folds[a][1], folds[b][1]]))
     model = _refit(estimator, data.take(rows), warm_model)
+    template = MTIFInfluence(FrozenEstimator(model), damping=damping, backend=backend,
+                             method=method, store_influence=False)
     scores = []
     for held in (b, a):
-        val = folds[held][1]
         with warnings.catch_warnings():
             # These are the rows the model was just fitted on; a model that stops short of
             # the minimum (a network's max_iter) has said so in its own fit already.
             warnings.filterwarnings("ignore", message="The objective's gradient at the frozen",
                                     category=UserWarning)
-            influence = MTIFInfluence(FrozenEstimator(model), damping=damping, backend=backend,
-                                      method=method, store_influence=False).fit(
-                _take(X, rows), _take(y, rows), tasks=_take(tasks, rows),
-                sample_weight=_take(sample_weight, rows), X_val=_take(X, val),
-                y_val=_take(y, val), tasks_val=_take(tasks, val))
+            influence = _fold_influence(template, *fit_args, rows, folds[held][1])
         scores.append(influence.row_scores(target_tasks=target_tasks,
                                            task_weights=task_weights))
     return rows, scores[0], scores[1]

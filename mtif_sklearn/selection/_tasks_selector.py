@@ -43,7 +43,7 @@ from ..base import Params, require_capability
 from ..influence import MTIFInfluence
 from ..utils._docstring import DOCS, Substitution
 from ._base import BaseSelector
-from ._rows import _take
+from ._rows import _row_losses, _take
 
 __all__ = ["TaskSelector", "drop_matrix"]
 
@@ -188,12 +188,6 @@ def _group_targets(drops, targets):
     return {dropped: np.asarray(heads) for dropped, heads in groups.items()}
 
 
-def _row_losses(model, data, task_params):
-    """Every row's loss under the model's shared block and these task blocks."""
-    params = model._mtif_params()
-    return np.asarray(model._mtif_objective(data).row_losses(Params(task_params, params.shared)))
-
-
 def _guard_fold(template, X, y, tasks, sample_weight, data, train, val, *, inner_cv, seed,
                 threshold, target_codes):
     """One outer fold of the guard: choose drops from cross-fitted scores on ``train`` alone,
@@ -205,7 +199,7 @@ def _guard_fold(template, X, y, tasks, sample_weight, data, train, val, *, inner
                         target_codes=target_codes)
     model = inner.estimator_
     val_data = data.take(val)
-    before = _row_losses(model, val_data, model._mtif_params().task)
+    before = _row_losses(model, val_data)
     after = before
     if drops.any():
         heads = _TaskRemoval(model, data.take(train)).target_heads(drops, target_codes)
@@ -213,7 +207,7 @@ def _guard_fold(template, X, y, tasks, sample_weight, data, train, val, *, inner
     n_tasks = data.n_tasks
     return (np.bincount(val_data.codes, weights=before, minlength=n_tasks),
             np.bincount(val_data.codes, weights=after, minlength=n_tasks),
-            np.bincount(val_data.codes, minlength=n_tasks), drops)
+            np.bincount(val_data.codes, minlength=n_tasks))
 
 
 class TaskSelector(BaseSelector):
