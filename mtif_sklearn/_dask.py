@@ -208,25 +208,6 @@ class DaskTaskData(TaskData):
             pairs += [self.fold, "i"]
         return pairs
 
-    def task_counts(self, weights=None):
-        """Rows of every task among ``member`` (K,); ``weights="sample"``: summed weights."""
-        import dask.array as da
-
-        n_tasks, sample, member = self.n_tasks, weights is not None, self.member
-
-        def kernel(codes, weight, *fold):
-            mask = member_mask(member, fold[0] if fold else None, codes.size)
-            values = (weight if sample else np.ones(codes.size)) * mask
-            return np.bincount(codes, weights=values, minlength=n_tasks)[None, :]
-
-        args = [self.codes, "i", self.sample_weight, "i"]
-        if self.fold is not None:
-            args += [self.fold, "i"]
-        counts = da.blockwise(kernel, "ik", *args, new_axes={"k": n_tasks},
-                              adjust_chunks={"i": 1}, dtype=np.float64,
-                              meta=np.empty((0, 0)))
-        return counts.sum(axis=0).compute()
-
 
 def _fold_sizes(counts, cv, validation_fraction, task_names):
     """Rows of every task in every validation fold, (K, F): the in-memory rules of

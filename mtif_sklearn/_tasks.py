@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_array, check_X_y, validate_data
 __all__ = [
     "TaskData",
     "check_task_labels",
+    "check_task_weight_sums",
     "fit_task_codes",
     "encode_tasks",
     "group_rows_by_task",
@@ -546,25 +547,35 @@ class TaskData:
         n_k of every task, given (a refit that keeps the full-data normalisers, eq. 5) or the
         per-task sums of ``sample_weight``, each of which must be positive.
         """
+        self.record_labels_on(estimator)
+        if task_weight_sum is None:
+            task_weight_sum = self.task_counts(self.sample_weight)
+            check_task_weight_sums(self.task_labels, task_weight_sum)
+        estimator.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
+
+    def record_labels_on(self, estimator):
+        """Set the validated attributes (``fitted_attributes``) and ``tasks_`` on
+        ``estimator``."""
         for name, value in self.fitted_attributes.items():
             if value is None:
                 estimator.__dict__.pop(name, None)
             else:
                 setattr(estimator, name, value)
         estimator.tasks_ = self.task_labels
-        if task_weight_sum is None:
-            task_weight_sum = self.task_counts(self.sample_weight)
-            empty = np.flatnonzero(task_weight_sum <= 0)
-            if empty.size:
-                raise ValueError(
-                    f"Task(s) {self.task_labels[empty].tolist()[:5]} have total sample_weight "
-                    "0; give each task some positive weight or drop its rows."
-                )
-        estimator.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
 
     def task_counts(self, weights=None):
         """Rows (or summed ``weights``) of every task, (n_tasks,)."""
         return np.bincount(self.codes, weights=weights, minlength=self.n_tasks)
+
+
+def check_task_weight_sums(task_labels, task_weight_sum):
+    """Refuse tasks whose rows weigh 0 in total (their loss has no normaliser n_k)."""
+    empty = np.flatnonzero(np.asarray(task_weight_sum) <= 0)
+    if empty.size:
+        raise ValueError(
+            f"Task(s) {np.asarray(task_labels)[empty].tolist()[:5]} have total sample_weight 0; "
+            "give each task some positive weight or drop its rows."
+        )
 
 
 def fit_task_codes(labels, n_samples):

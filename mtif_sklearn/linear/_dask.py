@@ -42,6 +42,7 @@ from .._dask import (
 from .._tasks import (
     TaskData,
     check_task_labels,
+    check_task_weight_sums,
     encode_tasks,
     group_rows_by_task,
     prediction_task_codes,
@@ -716,12 +717,7 @@ def fit_dask(model, data, *, task_weight_sum=None, dropped_tasks=(), init=None):
     -------
     model : the fitted model
     """
-    for name, value in data.fitted_attributes.items():
-        if value is None:
-            model.__dict__.pop(name, None)
-        else:
-            setattr(model, name, value)
-    model.tasks_ = data.task_labels
+    data.record_labels_on(model)
     n_tasks = data.n_tasks
     objective = DaskLinearObjective(model, data)
     q = objective.n_task_params
@@ -729,11 +725,7 @@ def fit_dask(model, data, *, task_weight_sum=None, dropped_tasks=(), init=None):
     if task_weight_sum is None:
         # n_k comes with the first Newton pass (its gradient and Hessian are cached).
         task_weight_sum = objective.statistics(start, hessian=True)["weight"]
-        empty = np.flatnonzero(task_weight_sum <= 0)
-        if empty.size:
-            raise ValueError(
-                f"Task(s) {model.tasks_[empty].tolist()[:5]} have total sample_weight 0; "
-                "give each task some positive weight or drop its rows.")
+        check_task_weight_sums(model.tasks_, task_weight_sum)
     model.task_weight_sum_ = np.asarray(task_weight_sum, dtype=np.float64)
     objective.task_weight_sum = model.task_weight_sum_
     active = np.ones(n_tasks, dtype=bool)
