@@ -18,7 +18,7 @@ from .._dask import is_dask
 from .._tasks import TaskData, fit_task_codes, prediction_task_codes, validate_task_data
 from ..base import Params
 from . import _dask
-from ._objective import LinearMultitaskObjective, augment
+from ._objective import LinearMultitaskObjective, augment, raw_outputs
 from ._solver import fit_linear_multitask
 
 
@@ -172,9 +172,13 @@ class _BaseMultitaskLinear(BaseEstimator):
         if is_dask(X):  # dask rows: a lazy dask array (mtif_sklearn.linear._dask)
             return _dask.dask_decision_function(self, X, tasks)
         data = self._mtif_data(X, None, tasks, reset=False, unknown=self.unknown_task)
-        coef = np.vstack([self.coef_, self.shared_coef_[None]])
-        intercept = np.append(self.intercept_, self.shared_intercept_)
-        return np.einsum("ij,ij->i", data.X, coef[data.codes]) + intercept[data.codes]
+        return raw_outputs(data.X, data.codes, *self._prediction_parameters())
+
+    def _prediction_parameters(self):
+        """(coef (K + 1, d), intercept (K + 1,)): the tasks', then the shared model's (the row
+        code -1 of an unknown task)."""
+        return (np.vstack([self.coef_, self.shared_coef_[None]]),
+                np.append(self.intercept_, self.shared_intercept_))
 
     def score_per_task(self, X, y, tasks=None, sample_weight=None):
         """The model's ``score`` computed separately on each task's rows.

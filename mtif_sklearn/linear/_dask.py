@@ -50,6 +50,7 @@ from .._tasks import (
 )
 from ..backend import single_blas_thread
 from ..base import ArrowBlocks, Params
+from ._objective import raw_outputs
 from ._solver import fit_linear_multitask
 
 __all__ = ["DaskLinearObjective", "dask_decision_function", "dask_predict",
@@ -743,19 +744,17 @@ def fit_dask(model, data, *, task_weight_sum=None, dropped_tasks=(), init=None):
     return model
 
 
-def _raw_block(X, codes, coef, intercept):
-    # The in-memory formula of _raw_predict, on one block (code -1: the shared model).
-    return np.einsum("ij,ij->i", X, coef[codes]) + intercept[codes]
-
-
 def dask_decision_function(model, X, tasks=None):
     """Raw outputs x_i^T theta_k + b_k of dask rows: a lazy dask array (n_samples,)."""
+    return _decision_of(model, model._mtif_data(X, None, tasks, reset=False,
+                                                unknown=model.unknown_task))
+
+
+def _decision_of(model, data):
     import dask.array as da
 
-    data = model._mtif_data(X, None, tasks, reset=False, unknown=model.unknown_task)
-    coef = np.vstack([model.coef_, model.shared_coef_[None]])
-    intercept = np.append(model.intercept_, model.shared_intercept_)
-    return da.blockwise(_raw_block, "i", data.X, "ij", data.codes, "i", coef=coef,
+    coef, intercept = model._prediction_parameters()
+    return da.blockwise(raw_outputs, "i", data.X, "ij", data.codes, "i", coef=coef,
                         intercept=intercept, concatenate=True, dtype=np.float64,
                         meta=np.empty((0,)))
 
@@ -788,7 +787,10 @@ def dask_predict_log_proba(model, X, tasks=None):
 def dask_predict(model, X, tasks=None):
     """Predictions of dask rows (lazy): targets for a regressor, class labels for a
     classifier."""
-    raw = dask_decision_function(model, X, tasks)
+    return _predict_of(model, dask_decision_function(model, X, tasks))
+
+
+def _predict_of(model, raw):
     if not is_classifier(model):
         return raw
     classes = model.classes_
@@ -843,7 +845,7 @@ def _parts(model, X, y, tasks, sample_weight):
     import dask.array as da
 
     data = model._mtif_data(X, None, tasks, reset=False, unknown=model.unknown_task)
-    predicted = dask_predict(model, X, tasks)
+    predicted = _predict_of(model, _decision_of(model, data))
     chunks = predicted.chunks[0]
     y = row_array(y, chunks, "y")
     weight = (da.ones(sum(chunks), chunks=(chunks,)) if sample_weight is None

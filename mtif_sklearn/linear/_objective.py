@@ -37,7 +37,7 @@ from .._tasks import group_rows_by_task
 from ..base import ArrowBlocks, Params
 
 __all__ = ["LOSSES", "InterceptAugmented", "LinearMultitaskObjective", "Linearisation",
-           "augment"]
+           "augment", "raw_outputs"]
 
 
 class _SquaredLoss:
@@ -271,6 +271,12 @@ def _points_times_rows(coef, X):
     """Outputs (M, B, m) of B tasks' rows X (B, m, d) at M points (coefficients (M, B, d)):
     one BLAS product per task (einsum would not use BLAS here)."""
     return np.matmul(coef.transpose(1, 0, 2), X.transpose(0, 2, 1)).transpose(1, 0, 2)
+
+
+def raw_outputs(X, codes, coef, intercept):
+    """Raw outputs x_i^T theta_k + b_k of rows of tasks ``codes`` (in memory or one dask
+    block; code -1 picks the last row of ``coef``: the shared model)."""
+    return np.einsum("ij,ij->i", X, coef[codes]) + intercept[codes]
 
 
 class LinearMultitaskObjective:
