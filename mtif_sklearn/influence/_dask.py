@@ -48,6 +48,7 @@ from ._summaries import (
     map_row_chunks,
     merge_most_negative,
     most_negative,
+    target_task_weights,
 )
 
 __all__ = ["DaskInfluence", "DaskInfluenceProblem", "fit_dask", "fit_state"]
@@ -256,22 +257,12 @@ class DaskInfluence:
                               columns=np.arange(n_tasks),
                               chunk_size=strategy.row_chunk_size())
 
-    def task_weights(self, split, targets, task_weights):
-        """Weights c_k of the target tasks in one split (the in-memory rule of
-        ``InfluenceSummariesMixin._task_weights``)."""
-        counts = split.problem.val_counts
-        weights = np.zeros(len(counts))
-        weights[targets] = counts[targets] if task_weights == "size" else counts[targets] > 0
-        if task_weights == "size" and weights.sum() > 0:
-            weights /= weights.sum()
-        return weights
-
     def scores(self, targets, task_weights, *, all_rows=False):
         """Lazy row scores (see :meth:`row_scores`)."""
         context = []
         for split in self.splits:
-            u, v = split.strategy._score_vectors(self.task_weights(split, targets,
-                                                                   task_weights))
+            u, v = split.strategy._score_vectors(
+                target_task_weights(split.problem.val_counts, targets, task_weights))
             context.append({"member": split.member, "inverse": split.inverse_weight,
                             "params": split.problem.params, "payload": (u, v)})
         q, p = self.splits[0].problem.factor.shape[1:]

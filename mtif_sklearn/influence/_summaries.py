@@ -124,17 +124,24 @@ def merge_most_negative(parts, n_keep):
     return out_labels, merged_values
 
 
+def target_task_weights(val_counts, targets, task_weights):
+    """Weights c_k of the ``targets`` from a split's validation rows per task: their shares
+    (``"size"``) or 1 (``"equal"``); 0 for other tasks and tasks without validation rows."""
+    weights = np.zeros(len(val_counts))
+    weights[targets] = (val_counts[targets] if task_weights == "size"
+                        else val_counts[targets] > 0)
+    if task_weights == "size" and weights.sum() > 0:
+        weights /= weights.sum()
+    return weights
+
+
 class InfluenceSummariesMixin:
     """Summaries of a fitted MTIFInfluence that never form the n x K matrix."""
 
     def _task_weights(self, split, targets, task_weights):
         """Weights c_k of the target tasks in one split (0 elsewhere and without validation)."""
         counts = np.bincount(split.problem.val.codes, minlength=len(self.tasks_))
-        weights = np.zeros(len(self.tasks_))
-        weights[targets] = counts[targets] if task_weights == "size" else counts[targets] > 0
-        if task_weights == "size" and weights.sum() > 0:
-            weights /= weights.sum()
-        return weights
+        return target_task_weights(counts, targets, task_weights)
 
     def row_scores(self, target_tasks=None, task_weights="size"):
         """Each training row's summed effect on the target tasks' validation loss, in O(n p).
