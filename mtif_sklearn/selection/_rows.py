@@ -565,14 +565,15 @@ class NegativeTransferSelector(BaseSelector):
             scores = _average_over_folds(fold_scores, folds, n_samples)
             scored = np.isfinite(scores)
             self.scores_[scored] = scores[scored]
-            refit_rows = (folds[0][0] if self.cv is None and self.refit_on == "split"
-                          else active)
             eligible = removable & np.isin(np.arange(n_samples), active)
             if round_ == 0:
                 n_scored = self._n_scored = int(scored.sum())
                 self.n_candidates_ = int(np.sum(eligible & (scores < 0)))
                 loss_before = _fold_validation_losses(influences, folds, codes, n_tasks)
                 self._first_folds = folds
+            # The rows of the final refit still in: every task must keep one of them.
+            refit_rows = (np.intersect1d(self._first_folds[0][0], active)
+                          if self.cv is None and self.refit_on == "split" else active)
             # The cap grows evenly over the rounds: fraction * n_scored in total.
             cap = int(np.floor(self.fraction * n_scored * (round_ + 1) / self.n_rounds + 1e-9))
             cap_left = cap - sum(len(r) for r in removed)

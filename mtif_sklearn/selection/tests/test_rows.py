@@ -348,6 +348,25 @@ def test_cv_none_scores_the_training_split_only():
     assert paper.estimator_.task_weight_sum_.sum() == train.size - len(paper.removed_)
 
 
+@pytest.mark.parametrize("seed", [35, 38])
+def test_refit_on_the_split_keeps_every_task_over_several_rounds(seed):
+    # Each round draws a new split; the refit uses the first one's training rows. The last-row
+    # rule counted the current round's split, so later rounds could take a task's last rows
+    # of the refit (these seeds lost three and two of the six tasks before the fix).
+    X, y, tasks = make_multitask_regression(n_tasks=6, n_samples_per_task=5, n_features=2,
+                                            random_state=seed)
+    y = y + np.random.default_rng(seed).normal(0, 3, y.size)
+    selector = NegativeTransferSelector(
+        MultitaskRidge(alpha=0.1), fraction=0.9, max_task_fraction=None, cv=None,
+        refit_on="split", n_rounds=3, guard=False, validation_fraction=0.3,
+        random_state=seed).fit(X, y, tasks=tasks)
+    train = selector._first_folds[0][0]
+    kept = train[selector.support_[train]]
+    assert set(tasks[kept]) == set(tasks)
+    np.testing.assert_array_equal(selector.estimator_.tasks_, np.unique(tasks))
+    assert selector.removed_.size > 0
+
+
 def test_a_task_never_loses_its_last_row_nor_more_than_its_quota():
     scores = np.array([-5.0, -4.0, -3.0, -2.0, 1.0, -1.0])
     codes = np.array([0, 0, 1, 1, 1, 1])
