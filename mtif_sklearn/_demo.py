@@ -96,8 +96,9 @@ def run_demo(output_dir="mtif_output", random_state=0, print_fn=print):
     print_fn(f"  {found} of the {np.isin(corrupted, influence.train_indices_).sum()} corrupted "
              "training rows are among the 8 most harmful.")
 
-    _run_selection(X, y, tasks, corrupted, random_state, print_fn)
-    _run_task_selection(X, y, tasks, unrelated, random_state, print_fn)
+    test = make_demo_test_data(random_state=random_state)
+    _run_selection(X, y, tasks, corrupted, test, random_state, print_fn)
+    _run_task_selection(X, y, tasks, unrelated, test, random_state, print_fn)
 
     try:
         import matplotlib
@@ -119,7 +120,7 @@ def run_demo(output_dir="mtif_output", random_state=0, print_fn=print):
     return influence
 
 
-def _run_selection(X, y, tasks, corrupted, random_state, print_fn):
+def _run_selection(X, y, tasks, corrupted, test, random_state, print_fn):
     """Drop the harmful rows with NegativeTransferSelector; held-out MSE per task before/after."""
     print_fn("\nData selection: NegativeTransferSelector(MultitaskRidge(alpha=0.05), "
              "fraction=0.02) -- drop at most 2% of the rows, and only a removal that lowered "
@@ -130,7 +131,7 @@ def _run_selection(X, y, tasks, corrupted, random_state, print_fn):
     print_fn(f"  {np.isin(corrupted, selector.removed_).sum()} of the {corrupted.size} corrupted "
              f"rows are among the {selector.removed_.size} removed.")
 
-    X_test, y_test, tasks_test = make_demo_test_data(random_state=random_state)
+    X_test, y_test, tasks_test = test
     baseline = MultitaskRidge(alpha=0.05).fit(X, y, tasks=tasks)
     before = _mse_per_task(baseline, X_test, y_test, tasks_test)
     after = _mse_per_task(selector, X_test, y_test, tasks_test)
@@ -145,7 +146,7 @@ def _run_selection(X, y, tasks, corrupted, random_state, print_fn):
     return selector
 
 
-def _run_task_selection(X, y, tasks, unrelated, random_state, print_fn):
+def _run_task_selection(X, y, tasks, unrelated, test, random_state, print_fn):
     """Train every task with the tasks that help it (TaskSelector); held-out MSE per target."""
     print_fn("\nTask selection: TaskSelector(MultitaskRidge(alpha=0.05)) -- for every task, drop "
              "the tasks whose\ncross-fitted effect on it is negative, kept only where that "
@@ -153,7 +154,7 @@ def _run_task_selection(X, y, tasks, unrelated, random_state, print_fn):
     selector = TaskSelector(MultitaskRidge(alpha=0.05), random_state=random_state).fit(
         X, y, tasks=tasks)
     print_fn(selector.selection_report())
-    X_test, y_test, tasks_test = make_demo_test_data(random_state=random_state)
+    X_test, y_test, tasks_test = test
     together = selector.influence_.estimator_  # all tasks trained together
     before = _mse_per_task(together, X_test, y_test, tasks_test)
     after = _mse_per_task(selector, X_test, y_test, tasks_test)
@@ -169,7 +170,7 @@ def _run_task_selection(X, y, tasks, unrelated, random_state, print_fn):
     if not changed:
         print_fn("  (none: the guard kept every task with all the others)")
     print_fn(f"{'mean':>6} {np.mean(before):>10.3f} {np.mean(after):>10.3f} "
-             f"{np.mean(after) - np.mean(before):>+9.3f}  (over all 8 tasks)")
+             f"{np.mean(after) - np.mean(before):>+9.3f}  (over all {len(before)} tasks)")
     print_fn("  alpha=0.05 ties the tasks loosely, so the unrelated tasks cost the others little "
              "here;\n  the stronger the sharing (larger alpha), the more dropping them pays "
              "(benchmarks/README.md).")
