@@ -128,3 +128,24 @@ def print_table(headers, rows, title=None):
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     print(flush=True)
+
+
+def mean_loss(y, prediction, logistic):
+    """Mean log loss of positive-class probabilities (clipped to [1e-12, 1 - 1e-12]) when
+    ``logistic``, else the mean squared error of predictions."""
+    import numpy as np
+
+    if logistic:
+        proba = np.clip(prediction, 1e-12, 1 - 1e-12)
+        return float(-np.mean(y * np.log(proba) + (1 - y) * np.log(1 - proba)))
+    return float(np.mean((prediction - y) ** 2))
+
+
+def refit_without(problem, removed):
+    """``problem["model"]`` refitted on its training rows without the rows ``removed``."""
+    import numpy as np
+    from sklearn.base import clone
+
+    keep = np.setdiff1d(np.arange(len(problem["y"])), removed)
+    return clone(problem["model"]).fit(problem["X"][keep], problem["y"][keep],
+                                       tasks=problem["tasks"][keep])

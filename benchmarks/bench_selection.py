@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import load_info, machine_info, print_table
+from _common import load_info, machine_info, mean_loss, print_table, refit_without
 from scipy.io import loadmat
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -90,16 +90,10 @@ def school(seed, gross):
 # --- methods ----------------------------------------------------------------------------------
 def heldout_loss(model, problem):
     X, y, tasks = problem["X_test"], problem["y_test"], problem["tasks_test"]
-    if problem["classification"]:
-        proba = np.clip(model.predict_proba(X, tasks=tasks)[:, 1], 1e-12, 1 - 1e-12)
-        return float(-np.mean(y * np.log(proba) + (1 - y) * np.log(1 - proba)))
-    return float(np.mean((model.predict(X, tasks=tasks) - y) ** 2))
-
-
-def refit_without(problem, removed):
-    keep = np.setdiff1d(np.arange(len(problem["y"])), removed)
-    return clone(problem["model"]).fit(problem["X"][keep], problem["y"][keep],
-                                       tasks=problem["tasks"][keep])
+    logistic = problem["classification"]
+    prediction = (model.predict_proba(X, tasks=tasks)[:, 1] if logistic
+                  else model.predict(X, tasks=tasks))
+    return mean_loss(y, prediction, logistic)
 
 
 SELECTORS = {

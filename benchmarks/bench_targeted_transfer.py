@@ -31,8 +31,8 @@ held-out loss (MSE / log loss) against keeping every row:
 - ``highest loss``: :func:`mtif_sklearn.selection.highest_loss_rows` (cross-fitted, source rows).
 - ``cleanlab``: :func:`mtif_sklearn.selection.cleanlab_label_issues` on cross-fitted per-task
   ``LogisticRegression`` probabilities (classification only; needs cleanlab).
-- ``drop source tasks``: the rule of TaskSelector (emulated here: that class is being written
-  elsewhere): drop every source task l with cross-fitted ``task_influence_[l, target] < 0``
+- ``drop source tasks``: TaskSelector's rule without its guard (its ``drop_matrix``): drop every
+  source task l with cross-fitted ``task_influence_[l, target] < 0``
   (``MTIFInfluence(cv=5)``) and refit without them (eq. 11, ``_mtif_refit(dropped_tasks=)``).
 - ``oracle``: remove exactly the conflicting rows (what is achievable at best).
 
@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import load_info, machine_info, print_table
+from _common import load_info, machine_info, mean_loss, print_table, refit_without
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
@@ -53,6 +53,7 @@ from threadpoolctl import threadpool_limits
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge, NegativeTransferSelector
 from mtif_sklearn.datasets import load_chemical, load_school
 from mtif_sklearn.selection import cleanlab_label_issues, highest_loss_rows
+from mtif_sklearn.selection._tasks_selector import drop_matrix
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_TARGET = 30
@@ -161,16 +162,10 @@ def chemical(seed):
 def target_loss(model, problem):
     X_test, y_test = problem["X_test"], problem["y_test"]
     tasks_test = np.full(len(y_test), problem["target"])
-    if hasattr(model, "predict_proba"):
-        proba = np.clip(model.predict_proba(X_test, tasks=tasks_test)[:, 1], 1e-12, 1 - 1e-12)
-        return float(-np.mean(y_test * np.log(proba) + (1 - y_test) * np.log(1 - proba)))
-    return float(np.mean((model.predict(X_test, tasks=tasks_test) - y_test) ** 2))
-
-
-def refit_without(problem, removed):
-    keep = np.setdiff1d(np.arange(len(problem["y"])), removed)
-    return clone(problem["model"]).fit(problem["X"][keep], problem["y"][keep],
-                                       tasks=problem["tasks"][keep])
+    logistic = hasattr(model, "predict_proba")
+    prediction = (model.predict_proba(X_test, tasks=tasks_test)[:, 1] if logistic
+                  else model.predict(X_test, tasks=tasks_test))
+    return mean_loss(y_test, prediction, logistic)
 
 
 def drop_source_tasks(problem, seed):
@@ -180,14 +175,12 @@ def drop_source_tasks(problem, seed):
     X, y, tasks = problem["X"], problem["y"], problem["tasks"]
     influence = MTIFInfluence(clone(model), cv=5, store_influence=False,
                               random_state=seed).fit(X, y, tasks=tasks)
-    names = influence.tasks_.tolist()
-    column = names.index(target)
-    scores = influence.task_influence_[:, column]
-    dropped = [k for k in range(len(names)) if k != column and scores[k] < 0]
+    column = influence.tasks_.tolist().index(target)
+    drops = drop_matrix(influence.task_influence_, target_codes=[column])
+    dropped = np.flatnonzero(drops[:, column])
     data = clone(model)._mtif_data(X, y, tasks, reset=True)
     refit = clone(model)._mtif_refit(data, dropped_tasks=dropped)
-    removed = np.flatnonzero(np.isin(tasks, np.asarray(names, dtype=object)[dropped]
-                                     if tasks.dtype == object else np.asarray(names)[dropped]))
+    removed = np.flatnonzero(np.isin(tasks, influence.tasks_[dropped]))
     return refit, removed
 
 

@@ -47,7 +47,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import load_info, machine_info, median_time, print_table
+from _common import load_info, machine_info, mean_loss, median_time, print_table
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
@@ -157,11 +157,8 @@ def task_losses(predict, X, y, t, logistic):
     out = []
     for task in np.unique(t):
         rows = t == task
-        if logistic:
-            p = np.clip(predict(X[rows], t[rows])[:, 1], 1e-12, 1 - 1e-12)
-            out.append(-np.mean(y[rows] * np.log(p) + (1 - y[rows]) * np.log(1 - p)))
-        else:
-            out.append(np.mean((predict(X[rows], t[rows]) - y[rows]) ** 2))
+        prediction = predict(X[rows], t[rows])
+        out.append(mean_loss(y[rows], prediction[:, 1] if logistic else prediction, logistic))
     return np.array(out)
 
 
@@ -247,7 +244,7 @@ def group_models(estimator, X, y, t, labels):
     return models
 
 
-def run_seed(name, seed, quick):
+def run_seed(name, seed):
     loader, Model, grid, real = DATASETS[name]
     X, y, t, Xt, yt, tt = loader(seed)
     logistic = Model is MultitaskLogistic
@@ -333,11 +330,11 @@ def run_seed(name, seed, quick):
     return alpha, results, times, changed
 
 
-def bench_dataset(name, seeds, quick):
-    loader, Model, grid, real = DATASETS[name]
+def bench_dataset(name, seeds):
+    _, Model, _, real = DATASETS[name]
     if real and not DATA.exists():
         print(f"\n(skipped {name}: {DATA} not found)")
-        return None
+        return
     per_seed, alphas = [], []
     for seed in seeds:
         with warnings.catch_warnings():
@@ -345,7 +342,7 @@ def bench_dataset(name, seeds, quick):
             # TAG divides by a task's training loss, which can be exactly 0 along its run
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", FutureWarning)  # LogisticRegressionCV's defaults
-            alpha, results, times, changed = run_seed(name, seed, quick)
+            alpha, results, times, changed = run_seed(name, seed)
         alphas.append(alpha)
         per_seed.append((results, times, changed))
         print(f"  {name} seed {seed}: alpha={alpha:g}, all together "
@@ -353,7 +350,7 @@ def bench_dataset(name, seeds, quick):
               f"{results['TaskSelector guard=on, threshold=0'].mean():.4f}", flush=True)
     methods = list(per_seed[0][0])
     base = np.array([r["all together"].mean() for r, _, _ in per_seed])
-    rows, summary = [], {}
+    rows = []
     for method in methods:
         losses = np.array([r[method] for r, _, _ in per_seed])  # (seeds, tasks)
         together = np.array([r["all together"] for r, _, _ in per_seed])
@@ -366,7 +363,6 @@ def bench_dataset(name, seeds, quick):
         won = int(np.sum(mean < base * (1 - 1e-12)))
         seconds = np.mean([t[method] for _, t, _ in per_seed])
         n_changed = np.mean([c[method] for _, _, c in per_seed])
-        summary[method] = (change.mean(), won, len(seeds))
         first = method == "all together"
         rows.append([method, f"{mean.mean():.4f}",
                      "-" if first else f"{change.mean():+.2f} +- {se:.2f}",
@@ -381,7 +377,6 @@ def bench_dataset(name, seeds, quick):
                  "time"], rows,
                 title=f"{name}: {Model.__name__}, {n_tasks} tasks, {len(seeds)} seeds/splits; "
                       f"alpha by CV: {', '.join(f'{a:g}' for a in alphas)}")
-    return summary
 
 
 # --- cost -----------------------------------------------------------------------------------------
@@ -433,11 +428,10 @@ def main():
     print(machine_info())
     print(load_info())
     begin = time.perf_counter()
-    summaries = {}
     with threadpool_limits(1):
         for name in DATASETS:
             if name in args.parts:
-                summaries[name] = bench_dataset(name, list(range(n_seeds)), args.quick)
+                bench_dataset(name, list(range(n_seeds)))
         if "cost" in args.parts:
             bench_cost((10, 139) if args.quick else (10, 139, 1000), 1 if args.quick else 3)
     print(load_info())
