@@ -862,30 +862,8 @@ def _parts(model, X, y, tasks, sample_weight):
 def dask_score(model, X, y, tasks=None, sample_weight=None):
     """R^2 (regressor) or accuracy (classifier) of dask rows, reduced block by block."""
     parts, classifier = _parts(model, X, y, tasks, sample_weight)
-    return float(_combined_scores(parts.sum(axis=1, keepdims=True) if classifier else
-                                  _pooled(parts), classifier)[0])
-
-
-def _pooled(parts):
-    """Regressor parts of all groups pooled into one group per block (Chan's update)."""
-    pooled = np.zeros((parts.shape[0], 1, 5))
-    for b, block in enumerate(parts):
-        pooled[b, 0] = _combine_rows(block)
-    return pooled
-
-
-def _combine_rows(block):
-    rows, total, mean, spread, residual = 0.0, 0.0, 0.0, 0.0, 0.0
-    for part_rows, part_total, part_mean, part_spread, part_residual in block:
-        if part_total > 0:
-            merged = total + part_total
-            delta = part_mean - mean
-            spread += part_spread + delta ** 2 * total * part_total / merged
-            mean += delta * part_total / merged
-            total = merged
-        rows += part_rows
-        residual += part_residual
-    return rows, total, mean, spread, residual
+    # Every (block, group) part as a block of one pooled group: the same pairwise combination.
+    return float(_combined_scores(parts.reshape(-1, 1, parts.shape[-1]), classifier)[0])
 
 
 def dask_score_per_task(model, X, y, tasks=None, sample_weight=None):
