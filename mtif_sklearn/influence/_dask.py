@@ -38,7 +38,6 @@ from .._dask import (
 )
 from .._tasks import TaskData
 from ..backend import ArrayBackend, single_blas_thread
-from ._effects import target_solves
 from ._first_order import FirstOrder
 from ._input import check_validation_args
 from ._problem import STATIONARITY_TOL, InfluenceProblem
@@ -69,25 +68,15 @@ class DaskInfluenceProblem(InfluenceProblem):
     factor, ``target_solves``, ``finish`` -- is the in-memory code.
     """
 
-    def _solve_targets(self):
-        rows = _dask_rows_of(self.val)
-        if rows is None:  # in-memory validation rows
-            super()._solve_targets()
-            self.val_counts = np.bincount(self.val.codes, minlength=self.n_tasks)
-            return
+    def _validation_sums(self):
+        if _dask_rows_of(self.val) is None:  # in-memory validation rows
+            return super()._validation_sums()
         # V_k is a plain mean over task k's validation rows: unweighted sums ("unit").
         sums = self.val.statistics(self.params, kind="unit")
         counts = sums["count"]
-        self.val_counts = counts.astype(np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            self.validation_loss = np.where(counts > 0, sums["loss"] / counts, np.nan)
-        self._check_validation(counts)
-        scale = 1.0 / np.where(counts, counts, np.nan)
-        val_task = np.nan_to_num(sums["grad"] * scale[:, None])
-        val_shared = np.zeros((self.n_tasks, self.train.n_shared_params))
-        xp = self.backend
-        self.z, self.x_shared = target_solves(self.factor, xp.asarray(val_task),
-                                              xp.asarray(val_shared))
+            validation_loss = np.where(counts > 0, sums["loss"] / counts, np.nan)
+        return counts, validation_loss, sums["grad"], None
 
     def training_weight_per_task(self):
         """Each task's summed row weights w_i / n_k over the training rows (1 when these are

@@ -122,18 +122,25 @@ class InfluenceProblem:
 
     def _solve_targets(self):
         """V_k and H^-1 v_k for the gradient v_k of every task's mean validation loss."""
-        val, n_tasks, xp = self.val, self.n_tasks, self.backend
-        counts = np.bincount(val.codes, minlength=n_tasks).astype(np.float64)
-        self.validation_loss = mean_task_losses(val, self.params, n_tasks)
+        counts, self.validation_loss, task_sums, shared_sums = self._validation_sums()
+        self.val_counts = counts.astype(np.int64)
         self._check_validation(counts)
-        val_task, val_shared = val.row_gradients(self.params)
         scale = 1.0 / np.where(counts, counts, np.nan)
-        val_task = np.nan_to_num(val.task_sums(val_task) * scale[:, None])
-        p = self.train.n_shared_params
-        val_shared = (np.zeros((n_tasks, p)) if val_shared is None
-                      else np.nan_to_num(val.task_sums(val_shared) * scale[:, None]))
+        val_task = np.nan_to_num(task_sums * scale[:, None])
+        val_shared = (np.zeros((self.n_tasks, self.train.n_shared_params)) if shared_sums is None
+                      else np.nan_to_num(shared_sums * scale[:, None]))
+        xp = self.backend
         self.z, self.x_shared = target_solves(self.factor, xp.asarray(val_task),
                                               xp.asarray(val_shared))
+
+    def _validation_sums(self):
+        """Per task: validation rows (float), V_k, and the summed task and shared parts of the
+        validation rows' loss gradients (shared: None when the objective has none)."""
+        val, n_tasks = self.val, self.n_tasks
+        counts = np.bincount(val.codes, minlength=n_tasks).astype(np.float64)
+        val_task, val_shared = val.row_gradients(self.params)
+        return (counts, mean_task_losses(val, self.params, n_tasks), val.task_sums(val_task),
+                None if val_shared is None else val.task_sums(val_shared))
 
     def _check_validation(self, counts):
         """Refuse non-finite V_k; set ``val_missing`` (tasks without validation rows), warn."""

@@ -140,8 +140,7 @@ class InfluenceSummariesMixin:
 
     def _task_weights(self, split, targets, task_weights):
         """Weights c_k of the target tasks in one split (0 elsewhere and without validation)."""
-        counts = np.bincount(split.problem.val.codes, minlength=len(self.tasks_))
-        return target_task_weights(counts, targets, task_weights)
+        return target_task_weights(split.problem.val_counts, targets, task_weights)
 
     def row_scores(self, target_tasks=None, task_weights="size"):
         """Each training row's summed effect on the target tasks' validation loss, in O(n p).
