@@ -40,7 +40,7 @@ from .._tasks import TaskData
 from ..backend import ArrayBackend, single_blas_thread
 from ._first_order import FirstOrder
 from ._input import check_validation_args
-from ._problem import STATIONARITY_TOL, InfluenceProblem
+from ._problem import STATIONARITY_TOL, InfluenceProblem, out_of_fold_loss
 from ._strategy import CHUNK_NUMBERS
 from ._summaries import (
     RowSource,
@@ -475,11 +475,5 @@ def _set_fitted_state(influence, state, estimator, data, group_counts):
                       group_counts),
          _index_array(data.fold, data.chunks, [f + 1], group_counts))
         for f in range(len(splits))]
-    total, rows = np.zeros(n_tasks), np.zeros(n_tasks)
-    for split in splits:
-        counts = split.problem.val_counts
-        total += np.nan_to_num(split.problem.validation_loss) * counts
-        rows += counts
-    with np.errstate(invalid="ignore", divide="ignore"):
-        influence.validation_loss_ = total / rows
+    influence.validation_loss_ = out_of_fold_loss(splits, n_tasks)
 

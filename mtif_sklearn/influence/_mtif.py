@@ -19,7 +19,7 @@ from ._first_order import FirstOrder
 from ._input import check_dense, check_validation_args, host_input
 from ._newton import Newton
 from ._outputs import InfluenceOutputsMixin
-from ._problem import STATIONARITY_TOL, InfluenceProblem
+from ._problem import STATIONARITY_TOL, InfluenceProblem, out_of_fold_loss
 from ._summaries import INFLUENCE_MEMORY_BUDGET, InfluenceSummariesMixin
 
 __all__ = ["MTIFInfluence"]
@@ -370,7 +370,7 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
             return
         self.train_indices_, self.val_indices_ = np.arange(data.n_samples), None
         self.folds_ = [(split.train_rows, split.val_rows) for split in splits]
-        self.validation_loss_ = self._out_of_fold_loss(splits, data, n_tasks)
+        self.validation_loss_ = out_of_fold_loss(splits, n_tasks)
 
     def _task_level_fits(self, n_tasks, n_splits):
         return (self.store_influence is True
@@ -421,12 +421,3 @@ class MTIFInfluence(InfluenceOutputsMixin, InfluenceSummariesMixin, TransformerM
         """ndarray of shape (n_folds, n_tasks, n_tasks): the fold matrices (``cv`` only)."""
         return self._task_level_value("folds", "fold_task_influence_")
 
-    @staticmethod
-    def _out_of_fold_loss(splits, data, n_tasks):
-        total, rows = np.zeros(n_tasks), np.zeros(n_tasks)
-        for split in splits:
-            counts = np.bincount(data.codes[split.val_rows], minlength=n_tasks)
-            total += np.nan_to_num(split.problem.validation_loss) * counts
-            rows += counts
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return total / rows

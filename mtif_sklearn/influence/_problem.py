@@ -13,7 +13,7 @@ from .._arrow import NotPositiveDefiniteError, factor_arrow
 from ._effects import target_solves
 from ._strategy import CHUNK_NUMBERS
 
-__all__ = ["InfluenceProblem", "mean_task_losses"]
+__all__ = ["InfluenceProblem", "mean_task_losses", "out_of_fold_loss"]
 
 # Stationarity check of a frozen model: the relative gradient norm of the training objective at
 # its parameters. An exact fit sits at round-off (ridge: ~1e-15; logistic: below its tol);
@@ -37,6 +37,18 @@ def mean_task_losses(objective, params, n_tasks):
     if present.any():
         sums[:, present] = np.add.reduceat(losses[:, order], starts[present], axis=1)
     return sums / np.where(present, counts, np.nan)
+
+
+def out_of_fold_loss(splits, n_tasks):
+    """V_k of every task over all folds: the folds' validation losses weighted by their
+    validation rows (NaN: a task never validated)."""
+    total, rows = np.zeros(n_tasks), np.zeros(n_tasks)
+    for split in splits:
+        counts = split.problem.val_counts
+        total += np.nan_to_num(split.problem.validation_loss) * counts
+        rows += counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / rows
 
 
 def _hessian(objective, params):
