@@ -38,7 +38,7 @@ from .._dask import (
 )
 from .._tasks import TaskData
 from ..backend import ArrayBackend, single_blas_thread
-from ._first_order import FirstOrder
+from ._first_order import FirstOrder, scores_from_vectors
 from ._input import check_validation_args
 from ._problem import STATIONARITY_TOL, InfluenceProblem, out_of_fold_loss
 from ._strategy import CHUNK_NUMBERS
@@ -120,16 +120,6 @@ class _DaskSplit:
         return FirstOrder(_ShippedProblem(self.problem))
 
 
-def _row_scores(objective, rows, weights, params, u, v):
-    """:meth:`FirstOrder.row_scores` given its vectors (u, v): ``w_i (g_i . u_task(i) +
-    g^s_i . v)``, O(q + p) per row (the arrow algebra of Proposition 1, summed first)."""
-    grad_task, grad_shared = objective.row_gradients(params, rows)
-    scores = np.einsum("mq,mq->m", grad_task, u[objective.codes[rows]])
-    if grad_shared is not None:
-        scores = scores + grad_shared @ v
-    return weights * scores
-
-
 def _rows_kernel(*args, has_y, has_fold, context):
     """One block of a row-level output, averaged over the splits that trained each row."""
     with single_blas_thread(np):  # per-row products: one BLAS thread per dask thread
@@ -160,7 +150,7 @@ def _block_rows(*args, has_y, has_fold, context):
         rows = rows[local]
         weights = source.weights[rows]
         if what == "scores":
-            return _row_scores(objective, rows, weights, split["params"],
+            return scores_from_vectors(objective, rows, weights, split["params"],
                                *split["payload"])[:, None]
         strategy = split["payload"]
         effects = strategy.row_effects(objective, rows, weights, columns=context["columns"])

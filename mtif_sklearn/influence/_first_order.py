@@ -22,7 +22,17 @@ from ._strategy import CHUNK_NUMBERS, RemovalStrategy
 #: Largest K q c (numbers) of the per-task effect matrices (:meth:`FirstOrder._effect_matrices`).
 MATRIX_NUMBERS = 2**23
 
-__all__ = ["FirstOrder"]
+__all__ = ["FirstOrder", "scores_from_vectors"]
+
+
+def scores_from_vectors(objective, rows, weights, params, u, v):
+    """:meth:`FirstOrder.row_scores` given its vectors (u, v): ``w_i (g_i . u_task(i) +
+    g^s_i . v)``, O(q + p) per row (the arrow algebra of Proposition 1, summed first)."""
+    grad_task, grad_shared = objective.row_gradients(params, rows)
+    scores = np.einsum("mq,mq->m", grad_task, u[objective.codes[rows]])
+    if grad_shared is not None:
+        scores = scores + grad_shared @ v
+    return weights * scores
 
 
 class FirstOrder(RemovalStrategy):
@@ -143,11 +153,7 @@ class FirstOrder(RemovalStrategy):
         if hasattr(objective, "row_gradient_dots"):
             return weights * self._all_row_dots(objective, task_weights, u, v)[rows]
         with self._blas():
-            grad_task, grad_shared = objective.row_gradients(problem.params, rows)
-            scores = np.einsum("mq,mq->m", grad_task, u[objective.codes[rows]])
-            if grad_shared is not None:
-                scores = scores + grad_shared @ v
-        return weights * scores
+            return scores_from_vectors(objective, rows, weights, problem.params, u, v)
 
     def _all_row_dots(self, objective, task_weights, u, v):
         """``g_i . (u, v)`` of every row of ``objective`` (cached for one objective and one
