@@ -281,13 +281,7 @@ def assign_folds(data, cv, *, validation_fraction=0.2, random_state=None, exclud
     excluded_key = shipped(excluded)
 
     def block_excluded(index, size, excluded):
-        if excluded is None:
-            return np.zeros(size, dtype=bool)
-        start = starts[index]
-        lo, hi = np.searchsorted(excluded, [start, start + size])
-        mask = np.zeros(size, dtype=bool)
-        mask[excluded[lo:hi] - start] = True
-        return mask
+        return _block_mask(excluded, starts[index], size)
 
     def count_kernel(codes, index, excluded):
         keep = ~block_excluded(int(index[0]), codes.size, excluded)
@@ -368,6 +362,16 @@ class Folds:
     fold_sizes: np.ndarray
 
 
+def _block_mask(sorted_rows, start, size):
+    """True at the rows among ``sorted_rows`` (row numbers, sorted; None: none) of the block
+    of ``size`` rows starting at row ``start``."""
+    mask = np.zeros(size, dtype=bool)
+    if sorted_rows is not None:
+        lo, hi = np.searchsorted(sorted_rows, [start, start + size])
+        mask[sorted_rows[lo:hi] - start] = True
+    return mask
+
+
 def rows_mask(rows, chunks):
     """A lazy boolean dask array (n,) that is True at the sorted row numbers ``rows``."""
     import dask.array as da
@@ -375,11 +379,7 @@ def rows_mask(rows, chunks):
     starts = block_starts(chunks)
 
     def kernel(index, rows):
-        start, size = starts[int(index[0])], chunks[int(index[0])]
-        lo, hi = np.searchsorted(rows, [start, start + size])
-        mask = np.zeros(size, dtype=bool)
-        mask[rows[lo:hi] - start] = True
-        return mask
+        return _block_mask(rows, starts[int(index[0])], chunks[int(index[0])])
 
     return da.blockwise(kernel, "i", block_index(chunks), "i", rows=shipped(np.sort(rows)),
                         adjust_chunks={"i": tuple(chunks)}, dtype=bool,
