@@ -38,6 +38,7 @@ __all__ = [
     "MultitaskObjective",
     "Params",
     "has_capability",
+    "hessian_blocks_to_factor",
     "require_capability",
 ]
 
@@ -180,6 +181,18 @@ class MultitaskModel(Protocol):
     - ``_mtif_capabilities``: frozenset of the estimator's capabilities ("refit").
     - ``_mtif_regularisers``: names of its regularisation parameters (for advice in errors).
     """
+
+
+def hessian_blocks_to_factor(objective, params, **kwargs):
+    """The objective's :class:`ArrowBlocks` at ``params`` for the arrow factorisation.
+
+    An objective whose coupling blocks are diagonal (the linear models) may offer
+    ``diagonal_hessian_blocks(params, ...)``, the same blocks with the coupling as its (K, q)
+    diagonals (no dense K x q x q stack of zeros); otherwise ``hessian_blocks``. ``kwargs``
+    (e.g. ``active``) go to the method.
+    """
+    method = getattr(objective, "diagonal_hessian_blocks", objective.hessian_blocks)
+    return method(params, **kwargs)
 
 
 def has_capability(obj, capability):

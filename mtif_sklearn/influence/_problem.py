@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from .._arrow import NotPositiveDefiniteError, factor_arrow
+from ..base import hessian_blocks_to_factor
 from ._effects import target_solves
 from ._strategy import CHUNK_NUMBERS
 
@@ -49,13 +50,6 @@ def out_of_fold_loss(splits, n_tasks):
         rows += counts
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / rows
-
-
-def _hessian(objective, params):
-    """The Hessian blocks to factor; an objective whose coupling blocks are diagonal (the linear
-    models) gives them as their diagonals (no dense K x q x q stack of zeros)."""
-    blocks = getattr(objective, "diagonal_hessian_blocks", None)
-    return objective.hessian_blocks(params) if blocks is None else blocks(params)
 
 
 def _regularisation_advice(model):
@@ -106,7 +100,7 @@ class InfluenceProblem:
         self.params = model._mtif_params()
         q, p = self.train.n_task_params, self.train.n_shared_params
         with backend.blas_threads(max(q, p)):
-            self.factor = self._factor(_hessian(self.train, self.params), backend)
+            self.factor = self._factor(hessian_blocks_to_factor(self.train, self.params), backend)
             self._solve_targets()
         self.schur_condition = self.factor.schur_condition
         if self.schur_condition > 1e12:
@@ -130,7 +124,8 @@ class InfluenceProblem:
             return self.factor
         from ..backend import ArrayBackend
 
-        return self._factor(_hessian(self.train, self.params), ArrayBackend("numpy"))
+        blocks = hessian_blocks_to_factor(self.train, self.params)
+        return self._factor(blocks, ArrayBackend("numpy"))
 
     def _solve_targets(self):
         """V_k and H^-1 v_k for the gradient v_k of every task's mean validation loss."""

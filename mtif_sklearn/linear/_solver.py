@@ -10,7 +10,7 @@ import numpy as np
 
 from .._arrow import NotPositiveDefiniteError, arrow_solve, factor_arrow, solve_task_blocks
 from ..backend import single_blas_thread
-from ..base import Params
+from ..base import Params, hessian_blocks_to_factor
 
 __all__ = ["fit_linear_multitask"]
 
@@ -76,10 +76,7 @@ def _merit(objective, params, tasks_mask, with_shared):
 
 def _newton_step(objective, params, task_grad, shared_grad, tasks_mask, update_shared,
                  task_names):
-    # Diagonal coupling blocks as their diagonals (no dense (K, q, q) stack of zeros) when the
-    # objective offers them (the in-memory linear objective); any ArrowBlocks otherwise.
-    blocks = getattr(objective, "diagonal_hessian_blocks", objective.hessian_blocks)(
-        params, active=tasks_mask)
+    blocks = hessian_blocks_to_factor(objective, params, active=tasks_mask)
     if not update_shared:  # heads only, given the shared parameters
         factor = factor_arrow(blocks.task, blocks.coupling, np.eye(blocks.shared.shape[0]),
                               active=np.zeros(len(tasks_mask), dtype=bool),
