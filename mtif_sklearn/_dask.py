@@ -26,7 +26,7 @@ from ._tasks import TaskData
 
 __all__ = ["DaskTaskData", "Folds", "assign_folds", "block_index", "block_starts", "columns_of",
            "is_dask", "member_mask", "require_dask_model", "require_known_rows", "row_array",
-           "rows_mask", "shipped"]
+           "rows_mask", "shipped", "unpack_block"]
 
 #: Fold code of a row that takes part in no split (removed in an earlier selection round).
 EXCLUDED = -2
@@ -207,6 +207,16 @@ class DaskTaskData(TaskData):
         if self.fold is not None:
             pairs += [self.fold, "i"]
         return pairs
+
+
+def unpack_block(args, has_y, has_fold):
+    """``(X, codes, weight, y, fold, block index)`` of one block from the kernel arguments of
+    :meth:`DaskTaskData.blockwise_inputs` followed by the block index (y, fold: None when
+    absent)."""
+    X, codes, weight, *rest = args
+    y = rest.pop(0) if has_y else None
+    fold = rest.pop(0) if has_fold else None
+    return X, codes, weight, y, fold, int(rest[0][0])
 
 
 def _fold_sizes(counts, cv, validation_fraction, task_names):

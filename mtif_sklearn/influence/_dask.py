@@ -35,6 +35,7 @@ from .._dask import (
     member_mask,
     require_dask_model,
     shipped,
+    unpack_block,
 )
 from .._tasks import TaskData
 from ..backend import ArrayBackend, single_blas_thread
@@ -127,10 +128,7 @@ def _rows_kernel(*args, has_y, has_fold, context):
 
 
 def _block_rows(*args, has_y, has_fold, context):
-    X, codes, weight, *rest = args
-    y = rest.pop(0) if has_y else None
-    fold = rest.pop(0) if has_fold else None
-    index = int(rest[0][0])
+    X, codes, weight, y, fold, index = unpack_block(args, has_y, has_fold)
     model, labels, splits = context["model"], context["labels"], context["splits"]
     what, m = context["what"], codes.size
     objective = model._objective(TaskData(X, y, codes, labels, weight), weight)

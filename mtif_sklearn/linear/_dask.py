@@ -38,6 +38,7 @@ from .._dask import (
     require_known_rows,
     row_array,
     shipped,
+    unpack_block,
 )
 from .._tasks import (
     TaskData,
@@ -278,10 +279,7 @@ def _sums_kernel(*args, has_y, has_fold, context):
 
 
 def _block_sums(*args, has_y, has_fold, context):
-    X, codes, weight, *rest = args
-    y = rest.pop(0) if has_y else None
-    fold = rest.pop(0) if has_fold else None
-    index = int(rest[0][0])
+    X, codes, weight, y, fold, index = unpack_block(args, has_y, has_fold)
     model, labels = context["model"], context["labels"]
     n_groups, n_tasks, q = context["n_groups"], len(labels), context["q"]
     _check_block(X, y, weight, int(context["starts"][index]))
