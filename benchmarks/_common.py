@@ -9,9 +9,14 @@ import platform
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 __all__ = ["blas_info", "machine_info", "load_info", "median_time", "print_table", "fmt_ratio",
            "fmt_time"]
+
+
+#: The real data sets (school, chemical, computer survey), beside the repository.
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def median_time(func, repeats, warmup=1):

@@ -27,10 +27,9 @@ Run from the project root: ``python benchmarks/bench_affinity.py [--quick]``.
 import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-from _common import machine_info, print_table
+from _common import DATA, machine_info, print_table
 from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
@@ -45,8 +44,6 @@ from mtif_sklearn.affinity import (
 )
 from mtif_sklearn.datasets import load_chemical, load_school, make_multitask_regression
 from mtif_sklearn.retrain import group_gains, loto_effects, validation_losses
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def per_task_spearman(estimate, truth):

@@ -14,10 +14,9 @@ project root. Run as ``python benchmarks/bench_real_data.py`` from the project r
 import argparse
 import statistics
 import warnings
-from pathlib import Path
 
 import numpy as np
-from _common import fmt_ratio, fmt_time, machine_info, median_time, print_table
+from _common import DATA, fmt_ratio, fmt_time, machine_info, median_time, print_table
 
 try:
     from _common import load_info
@@ -30,8 +29,6 @@ from threadpoolctl import threadpool_limits
 from mtif_sklearn import MTIFInfluence, MultitaskLogistic, MultitaskRidge
 from mtif_sklearn.datasets import load_chemical, load_computer_survey, load_school
 from mtif_sklearn.retrain import loto_effects
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def per_task_spearman(estimate, truth):

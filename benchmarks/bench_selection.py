@@ -39,10 +39,9 @@ BLAS is limited to one thread (shared 2-core machine).
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import load_info, machine_info, mean_loss, print_table, refit_without
+from _common import DATA, load_info, machine_info, mean_loss, print_table, refit_without
 from scipy.io import loadmat
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -51,8 +50,6 @@ from threadpoolctl import threadpool_limits
 from mtif_sklearn import MultitaskLogistic, MultitaskRidge, NegativeTransferSelector
 from mtif_sklearn.datasets import load_chemical, load_school
 from mtif_sklearn.selection import cleanlab_label_issues, highest_loss_rows
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # --- data -------------------------------------------------------------------------------------

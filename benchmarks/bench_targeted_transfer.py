@@ -42,10 +42,9 @@ BLAS is limited to one thread (shared 2-core machine).
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import load_info, machine_info, mean_loss, print_table, refit_without
+from _common import DATA, load_info, machine_info, mean_loss, print_table, refit_without
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
@@ -55,7 +54,6 @@ from mtif_sklearn.datasets import load_chemical, load_school
 from mtif_sklearn.selection import cleanlab_label_issues, highest_loss_rows
 from mtif_sklearn.selection._tasks_selector import drop_matrix
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_TARGET = 30
 
 

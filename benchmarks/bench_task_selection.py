@@ -44,10 +44,9 @@ thread (this shared 2-core machine).
 import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-from _common import load_info, machine_info, mean_loss, median_time, print_table
+from _common import DATA, load_info, machine_info, mean_loss, median_time, print_table
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
@@ -69,8 +68,6 @@ from mtif_sklearn.datasets import (
     make_multitask_regression,
 )
 from mtif_sklearn.selection._tasks_selector import _TaskRemoval, drop_matrix
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # --- data sets: (X_train, y_train, t_train, X_test, y_test, t_test) per seed ---------------------

@@ -27,11 +27,10 @@ import argparse
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import fmt_time, load_info, machine_info, print_table
+from _common import DATA, fmt_time, load_info, machine_info, print_table
 from scipy.stats import spearmanr
 from sklearn.frozen import FrozenEstimator
 
@@ -41,8 +40,6 @@ from mtif_sklearn.affinity import cosine_affinity, tag_affinity
 from mtif_sklearn.datasets import load_chemical, make_multitask_classification
 from mtif_sklearn.retrain import loto_effects
 from mtif_sklearn.torch import SharedBottomClassifier
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def network(seed):
