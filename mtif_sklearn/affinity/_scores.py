@@ -33,6 +33,7 @@ _COMMON = {
 
 
 _affinity_docs = Substitution(
+    **DOCS,
     training_rows="""
         X : array-like of shape (n_samples, n_features)
             Training rows.
@@ -63,7 +64,6 @@ def _gradients_at(objective, params):
 
 @validate_params(_COMMON, prefer_skip_nested_validation=True)
 @_affinity_docs
-@Substitution(**DOCS)
 def cosine_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
                     trajectory="gradient_descent", n_steps=100, n_points=10):
     """Cosine similarity of the tasks' gradients of the shared parameters (Azorin et al. 2023).
@@ -118,7 +118,6 @@ def cosine_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
 @validate_params({**_COMMON, "learning_rate": [Interval(Real, 0, None, closed="neither"), None]},
                  prefer_skip_nested_validation=True)
 @_affinity_docs
-@Substitution(**DOCS)
 def tag_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
                  trajectory="gradient_descent", n_steps=100, n_points=10, learning_rate=None):
     """TAG inter-task affinity (Fifty et al. 2021): the lookahead loss change.
@@ -203,7 +202,6 @@ def _refine_features(members_list, targets, n_tasks):
      "n_jobs": [Integral, None], "return_details": ["boolean"]},
     prefer_skip_nested_validation=True)
 @_affinity_docs
-@Substitution(**DOCS)
 def etap_affinity(estimator, X, y, *, tasks=None, sample_weight=None,
                   trajectory="gradient_descent", n_steps=100, n_points=10, X_val=None,
                   y_val=None, tasks_val=None, n_train_groups=0, group_size=3, ridge_alpha=1.0,
