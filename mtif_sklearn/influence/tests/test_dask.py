@@ -15,7 +15,6 @@ da = pytest.importorskip("dask.array")
 pd = pytest.importorskip("pandas")
 
 import dask  # noqa: E402
-from dask.callbacks import Callback  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.frozen import FrozenEstimator  # noqa: E402
 
@@ -28,31 +27,10 @@ from mtif_sklearn.datasets import (  # noqa: E402
 RTOL = 1e-10
 
 
-class CountPasses(Callback):
-    def __init__(self):
-        super().__init__()
-        self.passes = 0
-
-    def _start(self, dsk):
-        self.passes += 1
-
-
 def assert_effects_equal(actual, expected):
     actual = actual.compute() if dask.is_dask_collection(actual) else actual
     scale = np.nanmax(np.abs(expected))
     np.testing.assert_allclose(actual, expected, rtol=0, atol=RTOL * scale)
-
-
-@pytest.fixture(scope="module")
-def cluster_client():
-    """Two worker PROCESSES; used explicitly, never as the default scheduler."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       dashboard_address=None, silence_logs=40)
-    with distributed.Client(cluster, set_as_default=False) as client:
-        client.run(lambda: __import__("mtif_sklearn.influence"))  # the workers' imports, once
-        yield client
-    cluster.close()
 
 
 def _uneven(X, y, tasks, sizes, seed):
@@ -136,9 +114,10 @@ def test_held_out_split_is_stratified_and_equals_in_memory_on_its_rows(problem):
     np.testing.assert_array_equal(again.val_indices_.compute(), val)  # reproducible
 
 
-def test_cross_fitting_equals_in_memory_on_the_same_folds_in_three_passes(problem):
+def test_cross_fitting_equals_in_memory_on_the_same_folds_in_three_passes(problem,
+                                                                           count_passes):
     estimator, X, y, tasks, *_ = problem
-    with CountPasses() as counter:
+    with count_passes() as counter:
         inf = MTIFInfluence(estimator, cv=3, random_state=1).fit(lazy(X, 41), lazy(y, 41),
                                                                  tasks=tasks)
     if isinstance(estimator, MultitaskRidge):

@@ -15,7 +15,6 @@ da = pytest.importorskip("dask.array")
 pd = pytest.importorskip("pandas")
 
 import dask  # noqa: E402
-from dask.callbacks import Callback  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 
 from mtif_sklearn import MultitaskLogistic, MultitaskRidge  # noqa: E402
@@ -27,33 +26,9 @@ from mtif_sklearn.datasets import (  # noqa: E402
 RTOL, ATOL = 1e-10, 1e-12
 
 
-@pytest.fixture(scope="module")
-def cluster_client():
-    """A LocalCluster with two worker PROCESSES (blocks, models and factors are pickled between
-    processes, as on a cluster of machines); used explicitly, not as the default scheduler."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       dashboard_address=None, silence_logs=40)
-    with distributed.Client(cluster, set_as_default=False) as client:
-        client.run(lambda: __import__("mtif_sklearn.linear"))  # the workers' imports, once
-        yield client
-    cluster.close()
-
-
 def ran_on_workers(client):
     """Number of tasks the workers have run so far."""
     return sum(client.run(lambda dask_worker: len(dask_worker.state.log)).values())
-
-
-class CountPasses(Callback):
-    """Counts the scheduler runs (each one pass over the blocks it needs)."""
-
-    def __init__(self):
-        super().__init__()
-        self.passes = 0
-
-    def _start(self, dsk):
-        self.passes += 1
 
 
 def _uneven(n, sizes):
@@ -171,16 +146,17 @@ def test_r2_score_reduced_by_blocks_equals_in_memory(regression):
 
 
 def test_ridge_fit_is_one_pass_and_logistic_one_pass_per_newton_step(regression,
-                                                                     classification):
+                                                                     classification,
+                                                                     count_passes):
     X, y, tasks = regression
     X_lazy, y_lazy = da.from_array(X, chunks=30), da.from_array(y, chunks=30)
     codes = np.unique(tasks, return_inverse=True)[1]
-    with CountPasses() as counter:  # integer codes need no unique pass: tasks given
+    with count_passes() as counter:  # integer codes need no unique pass: tasks given
         MultitaskRidge().fit(X_lazy, y_lazy, tasks=codes)
     assert counter.passes == 1
     X, y, tasks = classification
     X_lazy = da.from_array(X, chunks=30)
-    with CountPasses() as counter:
+    with count_passes() as counter:
         model = MultitaskLogistic().fit(X_lazy, da.from_array(y, chunks=30), tasks=tasks)
     # One pass for the classes; then one per Newton step, plus the starting point.
     assert counter.passes == 1 + model.n_iter_ + 1

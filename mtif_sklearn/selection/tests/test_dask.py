@@ -40,18 +40,6 @@ def assert_close(actual, expected):
                                atol=RTOL * scale)
 
 
-@pytest.fixture(scope="module")
-def cluster_client():
-    """Two worker PROCESSES; used explicitly, never as the default scheduler."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       dashboard_address=None, silence_logs=40)
-    with distributed.Client(cluster, set_as_default=False) as client:
-        client.run(lambda: __import__("mtif_sklearn.selection"))  # the workers' imports, once
-        yield client
-    cluster.close()
-
-
 @pytest.fixture(scope="module", params=["ridge", "logistic"])
 def corrupted(request):
     """Four tasks of uneven size with gross label errors in three of them (unsorted rows)."""
