@@ -3,11 +3,12 @@
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster_client():
     """A LocalCluster with two worker PROCESSES (blocks, models and factors are pickled between
     processes, as on a cluster of machines); used explicitly, not as the default scheduler.
-    One per test session: starting one takes seconds."""
+    One per test module: a worker's task log is bounded, so a cluster shared by all modules
+    would leave tests that count the tasks run on the workers nothing to count."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                        dashboard_address=None, silence_logs=40)
